@@ -1,0 +1,92 @@
+-- plunk_sql 0001: the toolkit's own tables. Functions, triggers and views live
+-- in sql/ and are reapplied on every migrate; this file holds only state.
+-- Safe to re-run (yoyo records a migration after it commits).
+
+CREATE SCHEMA IF NOT EXISTS plunk_sql;
+
+DO $$
+BEGIN
+    IF to_regtype('plunk_sql.recipient_state') IS NULL THEN
+        -- Declaration order is the life order; sent/failed/skipped are settled.
+        CREATE TYPE plunk_sql.recipient_state AS ENUM (
+            'pending', 'claimed', 'in_flight', 'sent', 'failed', 'skipped'
+        );
+    END IF;
+END
+$$;
+
+-- One row per campaign the toolkit started: the snapshot header and the
+-- settled counters (one short UPDATE per settling statement).
+CREATE TABLE IF NOT EXISTS plunk_sql.campaign_runs (
+    campaign_id text PRIMARY KEY
+        REFERENCES public.campaigns (id) ON DELETE CASCADE,
+    project_id text NOT NULL,
+    -- TRANSACTIONAL campaigns skip the consent re-check, as Plunk's audience does.
+    transactional boolean NOT NULL,
+    total integer NOT NULL DEFAULT 0 CHECK (total >= 0),
+    sent integer NOT NULL DEFAULT 0 CHECK (sent >= 0),
+    failed integer NOT NULL DEFAULT 0 CHECK (failed >= 0),
+    skipped integer NOT NULL DEFAULT 0 CHECK (skipped >= 0),
+    started_at timestamptz NOT NULL DEFAULT now(),
+    paused_at timestamptz,
+    finished_at timestamptz,
+    CONSTRAINT campaign_runs_settled_le_total CHECK (sent + failed + skipped <= total)
+);
+
+-- The snapshot: one row per (campaign, contact), written once by start_campaign.
+-- Deliberately no foreign key and no primary key: a per-row RI check and a
+-- second index would double the cost of a million-row snapshot. The snapshot
+-- cannot produce duplicates (contacts.id is unique), open rows are unique by
+-- recipients_open_key, and campaign_runs deletes its rows by trigger.
+CREATE TABLE IF NOT EXISTS plunk_sql.recipients (
+    campaign_id text NOT NULL,
+    contact_id text NOT NULL,
+    state plunk_sql.recipient_state NOT NULL DEFAULT 'pending',
+    -- The emails row linked to this recipient (at most one: invariant 2).
+    email_id text,
+    claims integer NOT NULL DEFAULT 0,
+    lease_expires_at timestamptz,
+    in_flight_at timestamptz,
+    settled_at timestamptz,
+    -- Why a recipient was skipped or failed (unsubscribed, contact deleted, ...).
+    reason text
+);
+
+-- Claim, link, settle and progress paths: only unsettled rows are indexed, so
+-- a claim never wades through the settled part of a big snapshot, and the
+-- link/settle lookups by (campaign, contact) stay small. Settled rows need no
+-- lookup: a late status change of a settled recipient is a no-op by design.
+CREATE UNIQUE INDEX IF NOT EXISTS recipients_open_key
+    ON plunk_sql.recipients (campaign_id, contact_id)
+    WHERE state IN ('pending', 'claimed', 'in_flight');
+
+-- Sweep path: expired leases, proportional to the claimed rows only.
+CREATE INDEX IF NOT EXISTS recipients_lease_idx
+    ON plunk_sql.recipients (lease_expires_at)
+    WHERE state = 'claimed';
+
+-- Sweep path: abandoned in-flight emails.
+CREATE INDEX IF NOT EXISTS recipients_in_flight_idx
+    ON plunk_sql.recipients (in_flight_at)
+    WHERE state = 'in_flight';
+
+-- Deleting a campaign (Plunk cascades to campaign_runs) removes its snapshot.
+CREATE OR REPLACE FUNCTION plunk_sql._campaign_runs_after_delete()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM plunk_sql.recipients AS r
+    USING old_runs AS o
+    WHERE r.campaign_id = o.campaign_id;
+    RETURN NULL;
+END
+$$;
+
+DROP TRIGGER IF EXISTS campaign_runs_after_delete ON plunk_sql.campaign_runs;
+CREATE TRIGGER campaign_runs_after_delete
+    AFTER DELETE ON plunk_sql.campaign_runs
+    REFERENCING OLD TABLE AS old_runs
+    FOR EACH STATEMENT
+    EXECUTE FUNCTION plunk_sql._campaign_runs_after_delete();

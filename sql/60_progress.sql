@@ -1,0 +1,50 @@
+-- Progress and outcome views. Recreated on every migrate (DROP + CREATE inside
+-- the migrate transaction), so their columns can change between versions.
+
+DROP VIEW IF EXISTS plunk_sql.campaign_progress;
+DROP VIEW IF EXISTS plunk_sql.recipient_outcomes;
+
+-- One row per campaign the toolkit started. Settled counts come from the
+-- counter row; open counts from the open-recipient index, so the cost is
+-- proportional to what is still open, not to the snapshot size. Both are read
+-- in one snapshot and written in the same transactions, so
+-- total = pending + claimed + in_flight + sent + failed + skipped.
+CREATE VIEW plunk_sql.campaign_progress AS
+SELECT run.campaign_id,
+       c.status::text AS status,
+       run.paused_at IS NOT NULL AS paused,
+       run.total,
+       open.pending,
+       open.claimed,
+       open.in_flight,
+       run.sent,
+       run.failed,
+       run.skipped,
+       run.started_at,
+       run.finished_at
+FROM plunk_sql.campaign_runs AS run
+JOIN public.campaigns AS c ON c.id = run.campaign_id
+CROSS JOIN LATERAL (
+    SELECT pg_catalog.count(*) FILTER (WHERE r.state = 'pending')::integer AS pending,
+           pg_catalog.count(*) FILTER (WHERE r.state = 'claimed')::integer AS claimed,
+           pg_catalog.count(*) FILTER (WHERE r.state = 'in_flight')::integer AS in_flight
+    FROM plunk_sql.recipients AS r
+    WHERE r.campaign_id = run.campaign_id
+      AND r.state IN ('pending', 'claimed', 'in_flight')
+) AS open;
+
+COMMENT ON VIEW plunk_sql.campaign_progress IS
+    'Per toolkit campaign: status, paused, total and pending/claimed/in_flight/sent/failed/skipped counts.';
+
+-- Recipients by outcome and reason (for reconciliation: skipped by reason,
+-- failures by error). Scans the campaign's recipients: a report, not a hot path.
+CREATE VIEW plunk_sql.recipient_outcomes AS
+SELECT r.campaign_id,
+       r.state::text AS state,
+       r.reason,
+       pg_catalog.count(*)::integer AS recipients
+FROM plunk_sql.recipients AS r
+GROUP BY r.campaign_id, r.state, r.reason;
+
+COMMENT ON VIEW plunk_sql.recipient_outcomes IS
+    'Recipient count per campaign, state and reason (e.g. skipped/unsubscribed).';

