@@ -1,41 +1,13 @@
-"""The `plunk-sql` command line."""
+"""plunk-sql: campaign sending for Plunk, inside PostgreSQL."""
 
 from __future__ import annotations
 
 import argparse
-import os
+import importlib
+import pkgutil
 import sys
 
-from plunk_sql import __version__
-from plunk_sql.migrate import PlunkTablesMissing, migrate
-
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-
-
-def _database_url(args: argparse.Namespace) -> str:
-    url = args.database_url or os.environ.get("DATABASE_URL")
-    if not url:
-        print("plunk-sql: no database: pass --database-url or set DATABASE_URL", file=sys.stderr)
-        sys.exit(EXIT_USAGE)
-    return url
-
-
-def cmd_migrate(args: argparse.Namespace) -> int:
-    try:
-        result = migrate(_database_url(args), with_plunk_tables=args.with_plunk_tables)
-    except PlunkTablesMissing as exc:
-        print(f"plunk-sql migrate: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    if result.created_plunk_tables:
-        print("created Plunk tables")
-    if result.applied_migrations:
-        print("applied migrations: " + ", ".join(result.applied_migrations))
-    else:
-        print("migrations: up to date")
-    print(f"functions: {len(result.function_files)} files applied")
-    return EXIT_OK
+from plunk_sql import __version__, commands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,21 +16,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--database-url", help="libpq URL or conninfo of Plunk's database (default: $DATABASE_URL)"
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("migrate", help="install or upgrade the toolkit in the database")
-    p.add_argument(
-        "--with-plunk-tables",
-        action="store_true",
-        help="on an empty database, first create the Plunk tables a campaign send uses",
-    )
-    p.set_defaults(func=cmd_migrate)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        if hasattr(module, "register"):
+            module.register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     return args.func(args)
 
 

@@ -1,0 +1,35 @@
+"""`plunk-sql migrate`: install or upgrade the toolkit."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from plunk_sql.commands.common import EXIT_ERROR, EXIT_OK, database_url
+from plunk_sql.migrate import PlunkTablesMissing, migrate
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        result = migrate(database_url(args), with_plunk_tables=args.with_plunk_tables)
+    except PlunkTablesMissing as exc:
+        print(f"plunk-sql migrate: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if result.created_plunk_tables:
+        print("created Plunk tables")
+    if result.applied_migrations:
+        print("applied migrations: " + ", ".join(result.applied_migrations))
+    else:
+        print("migrations: up to date")
+    print(f"functions: {len(result.function_files)} files applied")
+    return EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("migrate", help="install or upgrade the toolkit in the database")
+    p.add_argument(
+        "--with-plunk-tables",
+        action="store_true",
+        help="on an empty database, first create the Plunk tables a campaign send uses",
+    )
+    p.set_defaults(func=run)
