@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint format demo bench clean
+.PHONY: venv test lint format demo bench bench-quick clean
 
 venv: $(STAMP)
 
@@ -25,6 +25,14 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(VENV)/bin/ruff format plunk_sql tests
 	$(VENV)/bin/ruff check --fix plunk_sql tests
+
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) -m plunk_sql.cli bench $(BENCH_ARGS)
+
+bench-quick: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) -m plunk_sql.cli bench --quick --out build/bench-quick $(BENCH_ARGS)
 
 demo: $(STAMP)
 	$(PY) -m plunk_sql.cli demo

@@ -1,0 +1,1 @@
+"""plunk_sql benchmarks: `make bench` / `plunk-sql bench` (see BENCHMARKS.md)."""

@@ -1,0 +1,116 @@
+"""Set-based Plunk-schema data for the benchmarks (generate_series, no client loops).
+
+Contact ids are md5-derived uuids (random order, like Prisma's client uuids), so
+keyset cursors and index inserts see realistic ordering.
+"""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+
+# A mixed dynamic-segment condition: JSON equality (GIN-indexable), a numeric
+# comparison, a createdAt bound, and, when the toolkit compiles it, an event
+# filter. OR of two AND groups.
+BASE_CONDITION = {
+    "logic": "OR",
+    "groups": [
+        {
+            "filters": [
+                {"field": "data.plan", "operator": "equals", "value": "pro"},
+                {"field": "data.age", "operator": "greaterThan", "value": 30},
+            ]
+        },
+        {
+            "filters": [
+                {"field": "data.country", "operator": "equals", "value": "DE"},
+                {"field": "createdAt", "operator": "greaterThan", "value": "2024-06-01"},
+            ]
+        },
+    ],
+}
+EVENT_FILTER = {
+    "field": "event.purchase",
+    "operator": "triggeredWithin",
+    "value": 60,
+    "unit": "days",
+}
+
+
+def project(conn: psycopg.Connection, pid: str) -> None:
+    conn.execute(
+        'INSERT INTO public.projects (id, name, public, secret, "updatedAt")'
+        " VALUES (%(p)s, %(p)s, %(p)s || '-public', %(p)s || '-secret', timezone('UTC', now()))",
+        {"p": pid},
+    )
+
+
+def contacts(conn: psycopg.Connection, pid: str, n: int, *, events: bool = True) -> None:
+    """n contacts with custom data (95% subscribed) and, optionally, one purchase
+    event for every second contact (half of them within the last 60 days)."""
+    conn.execute(
+        'INSERT INTO public.contacts (id, email, data, subscribed, "projectId", "createdAt",'
+        ' "updatedAt")'
+        " SELECT md5(%(p)s || i)::uuid::text, 'user' || i || '@' || %(p)s || '.example.com',"
+        "  jsonb_build_object('firstName', 'User' || i,"
+        "   'plan', (ARRAY['free', 'pro', 'team'])[1 + i %% 3],"
+        "   'age', 18 + (i * 7) %% 60,"
+        "   'country', (ARRAY['DE', 'FR', 'US', 'GB', 'NL'])[1 + i %% 5],"
+        "   'signupDate', to_char(date '2024-01-01' + (i %% 700), 'YYYY-MM-DD')),"
+        "  i %% 20 <> 0, %(p)s, timestamp '2024-01-01' + (i %% 700) * interval '1 day',"
+        "  timezone('UTC', now())"
+        " FROM generate_series(1, %(n)s) AS i",
+        {"p": pid, "n": n},
+    )
+    if events:
+        conn.execute(
+            'INSERT INTO public.events (id, name, data, "projectId", "contactId", "createdAt")'
+            " SELECT md5('ev' || %(p)s || i)::uuid::text, 'purchase',"
+            "  jsonb_build_object('amount', i %% 100), %(p)s, md5(%(p)s || i)::uuid::text,"
+            "  timezone('UTC', now()) - (i %% 120) * interval '1 day'"
+            " FROM generate_series(2, %(n)s, 2) AS i",
+            {"p": pid, "n": n},
+        )
+
+
+def condition(conn: psycopg.Connection, pid: str) -> tuple[dict, bool]:
+    """The mixed condition, with the event filter when this toolkit version compiles it."""
+    cond = json.loads(json.dumps(BASE_CONDITION))
+    cond["groups"][1]["filters"].append(EVENT_FILTER)
+    try:
+        with conn.transaction():
+            conn.execute("SELECT plunk_sql.compile_condition(%s::jsonb, %s)", (json.dumps(cond), pid))
+        return cond, True
+    except psycopg.Error:
+        return json.loads(json.dumps(BASE_CONDITION)), False
+
+
+def segment(conn: psycopg.Connection, pid: str, cond: dict) -> str:
+    sid = f"{pid}-segment"
+    conn.execute(
+        'INSERT INTO public.segments (id, name, type, condition, "projectId", "updatedAt")'
+        " VALUES (%s, 'bench segment', 'DYNAMIC', %s::jsonb, %s, timezone('UTC', now()))",
+        (sid, json.dumps(cond), pid),
+    )
+    return sid
+
+
+def campaign(
+    conn: psycopg.Connection, cid: str, pid: str, *, segment_id: str | None = None
+) -> str:
+    conn.execute(
+        'INSERT INTO public.campaigns (id, name, subject, body, "from", "audienceType",'
+        ' "segmentId", "projectId", "updatedAt")'
+        " VALUES (%s, 'bench', 'Hello', '<p>Hi</p>', 'news@example.com', %s, %s, %s,"
+        " timezone('UTC', now()))",
+        (cid, "SEGMENT" if segment_id else "ALL", segment_id, pid),
+    )
+    return cid
+
+
+def predicate(conn: psycopg.Connection, cid: str) -> str:
+    return conn.execute(
+        "SELECT plunk_sql.audience_predicate(c) FROM public.campaigns AS c WHERE c.id = %s",
+        (cid,),
+    ).fetchone()[0]

@@ -1,0 +1,668 @@
+"""`plunk-sql bench`: every figure in one run, same data, same machine.
+
+Three databases on one server: `main` (toolkit + the snapshot/seed data),
+`send` (toolkit, send-path contacts) and `floor` (Plunk's tables only, the same
+contacts: the no-toolkit floor). Each figure is the median of repeated runs
+after one unmeasured warm-up where stated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import statistics
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from bench import data, send
+from plunk_sql import resources
+from plunk_sql.migrate import migrate
+
+PROCS = Path(__file__).with_name("procs.sql")
+
+
+@dataclass
+class Config:
+    sizes: list[int]
+    seed_sizes: list[int]
+    send_n: int
+    workers: list[int]
+    batches: list[int]
+    reps: int
+    seed_reps_large: int
+    trig_n: int
+    sweep_n: int
+    sweep_expired: int
+    quick: bool = False
+
+    @classmethod
+    def make(cls, scale: int | None, quick: bool) -> Config:
+        if quick:
+            scale = scale or 20_000
+            return cls(
+                sizes=[max(scale // 100, 10), max(scale // 10, 50), scale],
+                seed_sizes=[max(scale // 100, 10), max(scale // 10, 50)],
+                send_n=max(scale // 20, 200),
+                workers=[1, 2, 4, 8],
+                batches=[100, 500],
+                reps=1,
+                seed_reps_large=1,
+                trig_n=max(scale // 40, 100),
+                sweep_n=scale,
+                sweep_expired=max(scale // 100, 10),
+                quick=True,
+            )
+        scale = scale or 1_000_000
+        return cls(
+            sizes=[scale // 100, scale // 10, scale],
+            seed_sizes=[scale // 100, scale // 10],
+            send_n=max(scale // 100, 1000),
+            workers=[1, 2, 4, 8],
+            batches=[100, 500, 2000],
+            reps=3,
+            seed_reps_large=1,
+            trig_n=max(scale // 200, 500),
+            sweep_n=scale,
+            sweep_expired=max(scale // 100, 10),
+        )
+
+
+@dataclass
+class Results:
+    config: dict
+    environment: dict = field(default_factory=dict)
+    snapshot: list[dict] = field(default_factory=list)
+    seed: list[dict] = field(default_factory=list)
+    send: list[dict] = field(default_factory=list)
+    triggers: list[dict] = field(default_factory=list)
+    sweep: dict = field(default_factory=dict)
+    profile: dict = field(default_factory=dict)
+    load: list[dict] = field(default_factory=list)
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def loadavg(label: str, res: Results) -> None:
+    try:
+        text = Path("/proc/loadavg").read_text().split()
+        res.load.append({"phase": label, "load1": float(text[0]), "load5": float(text[1])})
+    except OSError:
+        pass
+
+
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def checkpoint(conn: psycopg.Connection) -> None:
+    """Flush dirty pages before a timed step, so no checkpoint lands inside it."""
+    with contextlib.suppress(psycopg.Error):
+        conn.execute("CHECKPOINT")
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+# --------------------------------------------------------------------------- setup
+
+
+class Databases:
+    def __init__(self, admin_url: str, keep: bool = False) -> None:
+        self.admin_url = admin_url
+        self.keep = keep
+        tag = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        self.names = {k: f"plunk_bench_{k}_{tag}" for k in ("main", "send", "floor")}
+
+    def url(self, key: str) -> str:
+        return make_conninfo(self.admin_url, dbname=self.names[key])
+
+    def __enter__(self) -> Databases:
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            for name in self.names.values():
+                conn.execute(f'CREATE DATABASE "{name}"')
+        migrate(self.url("main"), with_plunk_tables=True)
+        migrate(self.url("send"), with_plunk_tables=True)
+        with psycopg.connect(self.url("floor"), autocommit=True) as conn:
+            conn.execute(resources.plunk_tables_file().read_text())
+        for key in ("main", "send", "floor"):
+            with psycopg.connect(self.url(key), autocommit=True) as conn:
+                conn.execute(PROCS.read_text() if key != "floor" else "CREATE SCHEMA bench")
+                conn.execute("CREATE TABLE bench.floor_t (id text)")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.keep:
+            return
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            for name in self.names.values():
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def environment(conn: psycopg.Connection, server: str) -> dict[str, Any]:
+    settings = dict(
+        conn.execute(
+            "SELECT name, setting || coalesce(unit, '') FROM pg_settings WHERE name = ANY(%s)",
+            (
+                [
+                    "shared_buffers",
+                    "fsync",
+                    "synchronous_commit",
+                    "full_page_writes",
+                    "max_wal_size",
+                    "work_mem",
+                    "wal_level",
+                    "shared_preload_libraries",
+                    "max_connections",
+                ],
+            ),
+        ).fetchall()
+    )
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = ""
+    with contextlib.suppress(OSError):
+        mem = Path("/proc/meminfo").read_text().splitlines()[0].split(":", 1)[1].strip()
+    return {
+        "postgres": conn.execute("SELECT version()").fetchone()[0],
+        "settings": settings,
+        "server": server,
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "memory": mem,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
+def has_pgss(conn: psycopg.Connection) -> bool:
+    libs = conn.execute("SHOW shared_preload_libraries").fetchone()[0]
+    if "pg_stat_statements" not in libs:
+        return False
+    conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    return True
+
+
+def top_statements(conn: psycopg.Connection, n: int = 12) -> list[dict]:
+    rows = conn.execute(
+        "SELECT calls, round(total_exec_time::numeric, 1), round(mean_exec_time::numeric, 4),"
+        " rows, shared_blks_hit + shared_blks_read, left(regexp_replace(query, '\\s+', ' ', 'g'), 160)"
+        " FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database"
+        " WHERE datname = current_database()) ORDER BY total_exec_time DESC LIMIT %s",
+        (n,),
+    ).fetchall()
+    keys = ["calls", "total_ms", "mean_ms", "rows", "blocks", "query"]
+    return [dict(zip(keys, [float(v) if k != "query" else v for k, v in zip(keys, r)], strict=True)) for r in rows]
+
+
+def explain(conn: psycopg.Connection, sql: str, params: Any = None) -> str:
+    """EXPLAIN (ANALYZE, BUFFERS) in a rolled-back transaction (writes are undone)."""
+    conn.execute("BEGIN")
+    try:
+        rows = conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params).fetchall()
+    finally:
+        conn.execute("ROLLBACK")
+    return "\n".join(r[0] for r in rows)
+
+
+# --------------------------------------------------------------------------- phases
+
+
+def reset_toolkit(conn: psycopg.Connection) -> None:
+    conn.execute("TRUNCATE plunk_sql.recipients")
+    conn.execute("DELETE FROM plunk_sql.campaign_runs")
+
+
+def phase_snapshot(dbs: Databases, cfg: Config, res: Results) -> dict[int, dict]:
+    """Build one project per size (contacts, events, a dynamic segment); time the
+    snapshot (start_campaign) against the bare INSERT ... SELECT floor."""
+    made: dict[int, dict] = {}
+    with psycopg.connect(dbs.url("main"), autocommit=True) as conn:
+        for i, n in enumerate(cfg.sizes):
+            pid = f"p{i}"
+            t = timed(lambda pid=pid, n=n: (data.project(conn, pid), data.contacts(conn, pid, n)))
+            cond, with_event = data.condition(conn, pid)
+            sid = data.segment(conn, pid, cond)
+            made[n] = {"project": pid, "segment": sid, "event_filter": with_event}
+            res.environment["event_filter"] = with_event
+            log(f"data: {n} contacts (+{n // 2} events) in {t:.1f}s")
+        conn.execute("VACUUM ANALYZE")
+        for n in cfg.sizes:
+            info = made[n]
+            cid = data.campaign(conn, f"snap-{n}", info["project"], segment_id=info["segment"])
+            pred = data.predicate(conn, cid)
+            info["predicate"] = pred
+            floor_sql = f"INSERT INTO bench.floor_t SELECT c.id FROM public.contacts AS c WHERE {pred}"
+            toolkit, floor = [], []
+            count = floor_count = 0
+            for rep in range(cfg.reps + 1):  # rep 0 warms the caches, unmeasured
+                reset_toolkit(conn)
+                conn.execute(
+                    "UPDATE public.campaigns SET status = 'DRAFT' WHERE id = %s", (cid,)
+                )
+                checkpoint(conn)
+                t0 = time.perf_counter()
+                count = conn.execute("SELECT plunk_sql.start_campaign(%s)", (cid,)).fetchone()[0]
+                t_tool = time.perf_counter() - t0
+                conn.execute("TRUNCATE bench.floor_t")
+                checkpoint(conn)
+                t0 = time.perf_counter()
+                floor_count = conn.execute(floor_sql).rowcount
+                t_floor = time.perf_counter() - t0
+                if rep:
+                    toolkit.append(t_tool)
+                    floor.append(t_floor)
+            assert count == floor_count, (count, floor_count)
+            row = {
+                "contacts": n,
+                "recipients": count,
+                "toolkit_s": median(toolkit),
+                "floor_s": median(floor),
+                "toolkit_runs": toolkit,
+                "floor_runs": floor,
+            }
+            row["toolkit_rps"] = count / row["toolkit_s"]
+            row["floor_rps"] = count / row["floor_s"]
+            row["ratio"] = row["floor_s"] / row["toolkit_s"]
+            res.snapshot.append(row)
+            log(
+                f"snapshot {n}: {count} recipients toolkit {row['toolkit_s']:.3f}s"
+                f" floor {row['floor_s']:.3f}s ratio {row['ratio']:.2f}"
+            )
+            if n == cfg.sizes[-1]:
+                reset_toolkit(conn)
+                conn.execute("UPDATE public.campaigns SET status = 'DRAFT' WHERE id = %s", (cid,))
+                res.profile["explain_snapshot"] = explain(
+                    conn,
+                    "INSERT INTO plunk_sql.recipients (campaign_id, contact_id)"
+                    f" SELECT %s, c.id FROM public.contacts AS c WHERE {pred}",
+                    (cid,),
+                )
+                res.profile["explain_floor"] = explain(conn, floor_sql)
+        reset_toolkit(conn)
+        conn.execute("TRUNCATE bench.floor_t")
+    return made
+
+
+def phase_seed(dbs: Databases, cfg: Config, res: Results, made: dict[int, dict]) -> None:
+    """Plunk's seed algorithm, the upstream patch and the toolkit, same per-email work."""
+    with psycopg.connect(dbs.url("main"), autocommit=True) as conn:
+        conn.execute("SET synchronous_commit = off")
+        for n in cfg.seed_sizes:
+            info = made[n]
+            reps = cfg.reps if n != cfg.seed_sizes[-1] else max(1, min(cfg.reps, cfg.seed_reps_large))
+            row: dict[str, Any] = {"contacts": n}
+            for algo in ("seed", "patched", "toolkit"):
+                times = []
+                for rep in range(reps):
+                    cid = f"{algo}-{n}-{rep}"
+                    data.campaign(conn, cid, info["project"], segment_id=info["segment"])
+                    checkpoint(conn)
+                    t0 = time.perf_counter()
+                    if algo == "toolkit":
+                        conn.execute("CALL bench.toolkit_send(%s, 500)", (cid,))
+                    else:
+                        conn.execute(
+                            "CALL bench.plunk_send(%s, %s, 500, %s)",
+                            (cid, info["predicate"], algo == "patched"),
+                        )
+                    times.append(time.perf_counter() - t0)
+                    status, total, sent = conn.execute(
+                        'SELECT status::text, "totalRecipients", "sentCount"'
+                        " FROM public.campaigns WHERE id = %s",
+                        (cid,),
+                    ).fetchone()
+                    emails = conn.execute(
+                        'SELECT count(*) FROM public.emails WHERE "campaignId" = %s', (cid,)
+                    ).fetchone()[0]
+                    row["recipients"] = emails
+                    row[f"{algo}_final"] = f"{status} {sent}/{total}"
+                    if algo == "seed" and rep == 0 and n == cfg.seed_sizes[-1]:
+                        res.profile["explain_seed_count"] = explain(
+                            conn,
+                            'SELECT count(*) FROM public.emails AS e WHERE e."campaignId" = %s'
+                            " AND e.status = 'SENT'",
+                            (cid,),
+                        )
+                        res.profile["explain_seed_batch"] = explain(
+                            conn,
+                            "SELECT c.id FROM public.contacts AS c WHERE "
+                            + info["predicate"]
+                            + " AND c.id > %s ORDER BY c.id LIMIT 500",
+                            ("8",),
+                        )
+                    # Clean up without firing FK/toolkit triggers (events.emailId has no index).
+                    with conn.transaction():
+                        conn.execute("SET LOCAL session_replication_role = replica")
+                        conn.execute('DELETE FROM public.emails WHERE "campaignId" = %s', (cid,))
+                    reset_toolkit(conn)
+                    conn.execute("VACUUM ANALYZE public.emails")
+                row[f"{algo}_s"] = median(times)
+                row[f"{algo}_runs"] = times
+                log(f"seed {n}: {algo} {row[f'{algo}_s']:.2f}s ({row[f'{algo}_final']})")
+            row["speedup_vs_seed"] = row["seed_s"] / row["toolkit_s"]
+            row["speedup_vs_patched"] = row["patched_s"] / row["toolkit_s"]
+            res.seed.append(row)
+
+
+def _reset_send(conn: psycopg.Connection, toolkit: bool) -> None:
+    conn.execute("TRUNCATE public.emails CASCADE")
+    if toolkit:
+        reset_toolkit(conn)
+    conn.execute("DELETE FROM public.campaigns")
+
+
+def phase_send(dbs: Databases, cfg: Config, res: Results) -> None:
+    urls = {"toolkit": dbs.url("send"), "floor": dbs.url("floor")}
+    conns = {k: psycopg.connect(u, autocommit=True) for k, u in urls.items()}
+    try:
+        for conn in conns.values():
+            data.project(conn, "sp")
+            data.contacts(conn, "sp", cfg.send_n, events=False)
+            conn.execute("VACUUM ANALYZE")
+        contacts = [
+            r[0]
+            for r in conns["floor"].execute(
+                "SELECT id FROM public.contacts WHERE subscribed ORDER BY id"
+            ).fetchall()
+        ]
+        pgss = has_pgss(conns["toolkit"])
+        if pgss:
+            conns["toolkit"].execute("SELECT pg_stat_statements_reset()")
+        for settle in ("per_email", "batched"):
+            for batch in cfg.batches:
+                for workers in cfg.workers:
+                    row: dict[str, Any] = {"settle": settle, "batch": batch, "workers": workers}
+                    for mode in ("toolkit", "floor"):
+                        times, waits = [], []
+                        for _ in range(cfg.reps):
+                            conn = conns[mode]
+                            _reset_send(conn, mode == "toolkit")
+                            cid = data.campaign(conn, f"send-{uuid.uuid4()}", "sp")
+                            if mode == "toolkit":
+                                conn.execute("SELECT plunk_sql.start_campaign(%s)", (cid,))
+                            checkpoint(conn)
+                            n, secs, w = send.run(
+                                urls[mode],
+                                mode,
+                                cid,
+                                "sp",
+                                workers,
+                                batch,
+                                settle,
+                                contacts if mode == "floor" else None,
+                            )
+                            assert n == len(contacts), (n, len(contacts))
+                            if mode == "toolkit":
+                                status, sent = conn.execute(
+                                    'SELECT status::text, "sentCount" FROM public.campaigns'
+                                    " WHERE id = %s",
+                                    (cid,),
+                                ).fetchone()
+                                assert (status, sent) == ("SENT", n), (status, sent, n)
+                            times.append(secs)
+                            waits.append(asdict(w))
+                        row[f"{mode}_s"] = median(times)
+                        row[f"{mode}_runs"] = times
+                        row[f"{mode}_rps"] = len(contacts) / row[f"{mode}_s"]
+                        row[f"{mode}_waits"] = waits
+                    row["recipients"] = len(contacts)
+                    row["slowdown"] = row["toolkit_s"] / row["floor_s"] - 1
+                    res.send.append(row)
+                    log(
+                        f"send {settle} batch {batch} x{workers}: toolkit {row['toolkit_rps']:.0f}/s"
+                        f" floor {row['floor_rps']:.0f}/s ({row['slowdown'] * 100:+.0f}%)"
+                        f" lock samples {sum(w['lock_samples'] for w in row['toolkit_waits'])}"
+                    )
+        if pgss:
+            res.profile["send_statements"] = top_statements(conns["toolkit"])
+    finally:
+        for conn in conns.values():
+            conn.close()
+
+
+def phase_triggers(dbs: Databases, cfg: Config, res: Results) -> None:
+    """Status UPDATEs on emails, one statement and commit each (server-side loop,
+    no client round trips), with the toolkit's triggers (send db) and without
+    (floor db), for rows of a toolkit campaign and rows with no campaign."""
+    n = cfg.trig_n
+    out: dict[str, list[float]] = {}
+    for mode, key in (("toolkit", "send"), ("floor", "floor")):
+        with psycopg.connect(dbs.url(key), autocommit=True) as conn:
+            conn.execute("SET synchronous_commit = off")
+            conn.execute(
+                "CREATE OR REPLACE PROCEDURE bench.update_each(p_ids text[], p_status text)"
+                " LANGUAGE plpgsql AS $$ DECLARE v text; BEGIN FOREACH v IN ARRAY p_ids LOOP"
+                " UPDATE public.emails SET status = p_status::public.\"EmailStatus\","
+                " \"sentAt\" = timezone('UTC', now()), \"updatedAt\" = timezone('UTC', now())"
+                " WHERE id = v; COMMIT; END LOOP; END $$"
+            )
+            for rep in range(cfg.reps + 1):
+                _reset_send(conn, mode == "toolkit")
+                cid = data.campaign(conn, f"trig-{rep}", "sp")
+                ids = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT id FROM public.contacts WHERE subscribed ORDER BY id LIMIT %s",
+                        (n,),
+                    ).fetchall()
+                ]
+                if mode == "toolkit":
+                    conn.execute("SELECT plunk_sql.start_campaign(%s)", (cid,))
+                    conn.execute(
+                        "SELECT count(*) FROM plunk_sql.claim_batch(%s, 10000, '1 hour')", (cid,)
+                    )
+                camp = [f"c-{i}" for i in range(len(ids))]
+                plain = [f"t-{i}" for i in range(len(ids))]
+                conn.execute(
+                    'INSERT INTO public.emails (id, "contactId", subject, body, "from",'
+                    ' "sourceType", "campaignId", status, "projectId", "updatedAt")'
+                    " SELECT u.e, u.k, 's', 'b', 'f@example.com', 'CAMPAIGN', %s, 'SENDING', 'sp',"
+                    " timezone('UTC', now()) FROM unnest(%s::text[], %s::text[]) AS u (e, k)",
+                    (cid, camp, ids),
+                )
+                conn.execute(
+                    'INSERT INTO public.emails (id, "contactId", subject, body, "from",'
+                    ' "sourceType", status, "projectId", "updatedAt")'
+                    " SELECT u.e, u.k, 's', 'b', 'f@example.com', 'TRANSACTIONAL', 'SENDING', 'sp',"
+                    " timezone('UTC', now()) FROM unnest(%s::text[], %s::text[]) AS u (e, k)",
+                    (plain, ids),
+                )
+                conn.execute("VACUUM ANALYZE public.emails")
+                checkpoint(conn)
+                for label, rows in (("campaign", camp), ("non_campaign", plain)):
+                    t = timed(
+                        lambda rows=rows: conn.execute(
+                            "CALL bench.update_each(%s, 'SENT')", (rows,)
+                        )
+                    )
+                    if rep:
+                        out.setdefault(f"{mode}_{label}", []).append(t)
+                if mode == "toolkit":
+                    settled = conn.execute(
+                        "SELECT sent FROM plunk_sql.campaign_runs WHERE campaign_id = %s", (cid,)
+                    ).fetchone()[0]
+                    assert settled == len(camp), (settled, len(camp))
+                # Later status moves (DELIVERED) on settled rows: the no-op path.
+                t = timed(lambda: conn.execute("CALL bench.update_each(%s, 'DELIVERED')", (camp,)))
+                if rep:
+                    out.setdefault(f"{mode}_campaign_delivered", []).append(t)
+    for label in ("campaign", "non_campaign", "campaign_delivered"):
+        tool, floor = median(out[f"toolkit_{label}"]), median(out[f"floor_{label}"])
+        row = {
+            "rows": label,
+            "updates": n,
+            "toolkit_us": tool / n * 1e6,
+            "floor_us": floor / n * 1e6,
+            "overhead": tool / floor - 1,
+            "toolkit_runs": out[f"toolkit_{label}"],
+            "floor_runs": out[f"floor_{label}"],
+        }
+        res.triggers.append(row)
+        log(
+            f"triggers {label}: {row['toolkit_us']:.1f} us vs {row['floor_us']:.1f} us"
+            f" per UPDATE ({row['overhead'] * 100:+.1f}%)"
+        )
+
+
+def phase_sweep(dbs: Databases, cfg: Config, res: Results) -> None:
+    """plunk_sql.sweep() on a campaign of sweep_n recipients: nothing to do, then
+    with sweep_expired expired leases."""
+    with psycopg.connect(dbs.url("main"), autocommit=True) as conn:
+        proc = conn.execute(
+            "SELECT p.oid::regprocedure::text FROM pg_proc AS p"
+            " JOIN pg_namespace AS n ON n.oid = p.pronamespace"
+            " WHERE n.nspname = 'plunk_sql' AND p.proname = 'sweep' LIMIT 1"
+        ).fetchone()
+        if proc is None:
+            res.sweep = {"status": "TODO: plunk_sql.sweep() is not on this branch yet"}
+            log("sweep: TODO (plunk_sql.sweep() missing)")
+            return
+        n, k = cfg.sweep_n, cfg.sweep_expired
+        data.project(conn, "swp")
+        conn.execute(
+            'INSERT INTO public.contacts (id, email, "projectId", "updatedAt")'
+            " SELECT 'sw' || i, 'sw' || i || '@example.com', 'swp', timezone('UTC', now())"
+            " FROM generate_series(1, %s) AS i",
+            (n,),
+        )
+        cid = data.campaign(conn, "sweep", "swp")
+        conn.execute("SELECT plunk_sql.start_campaign(%s)", (cid,))
+        # Half the campaign settled as sent (emails exist only for the in-flight
+        # ones: the sweep does not read them), k claimed under a live lease.
+        half = n // 2
+        conn.execute(
+            "UPDATE plunk_sql.recipients SET state = 'sent', settled_at = now()"
+            " WHERE campaign_id = %s AND contact_id IN"
+            " (SELECT 'sw' || i FROM generate_series(1, %s) AS i)",
+            (cid, half),
+        )
+        conn.execute(
+            "UPDATE plunk_sql.campaign_runs SET sent = %s WHERE campaign_id = %s", (half, cid)
+        )
+        conn.execute(
+            "UPDATE plunk_sql.recipients SET state = 'claimed', claims = 1,"
+            " lease_expires_at = now() + interval '1 hour'"
+            " WHERE campaign_id = %s AND contact_id IN"
+            " (SELECT 'sw' || i FROM generate_series(%s, %s) AS i)",
+            (cid, half + 1, half + k),
+        )
+        conn.execute("VACUUM ANALYZE plunk_sql.recipients")
+        call = "SELECT plunk_sql.sweep()"
+        empty, busy = [], []
+        for rep in range(cfg.reps + 1):
+            t = timed(lambda: conn.execute(call).fetchall())
+            if rep:
+                empty.append(t)
+        expected = None
+        for rep in range(cfg.reps + 1):
+            conn.execute(
+                "UPDATE plunk_sql.recipients SET state = 'claimed', claims = claims + 1,"
+                " lease_expires_at = now() - interval '1 minute'"
+                " WHERE campaign_id = %s AND contact_id IN"
+                " (SELECT 'sw' || i FROM generate_series(%s, %s) AS i)",
+                (cid, half + 1, half + k),
+            )
+            conn.execute("VACUUM ANALYZE plunk_sql.recipients")
+            checkpoint(conn)
+            t = timed(lambda: conn.execute(call).fetchall())
+            pending_after = conn.execute(
+                "SELECT count(*) FROM plunk_sql.recipients WHERE campaign_id = %s"
+                " AND state = 'claimed'",
+                (cid,),
+            ).fetchone()[0]
+            expected = pending_after
+            if rep:
+                busy.append(t)
+        res.sweep = {
+            "status": "measured",
+            "function": proc[0],
+            "recipients": n,
+            "expired": k,
+            "empty_ms": median(empty) * 1e3,
+            "expired_ms": median(busy) * 1e3,
+            "claimed_left_after": expected,
+            "empty_runs": empty,
+            "expired_runs": busy,
+        }
+        res.profile["explain_sweep_empty"] = explain(conn, call)
+        log(f"sweep: empty {res.sweep['empty_ms']:.1f} ms, {k} expired {res.sweep['expired_ms']:.1f} ms")
+
+
+# --------------------------------------------------------------------------- entry
+
+
+def run(
+    *,
+    scale: int | None = None,
+    quick: bool = False,
+    database_url: str | None = None,
+    out_dir: Path,
+    keep: bool = False,
+) -> Results:
+    """Run every phase and write results.json, BENCHMARKS.md and the plots into out_dir."""
+    from bench import report
+    from plunk_sql.cluster import start_cluster
+
+    cfg = Config.make(scale, quick)
+    res = Results(config=asdict(cfg))
+    cluster = None
+    if database_url:
+        admin_url, server = database_url, "DATABASE_URL (existing server)"
+    else:
+        # fsync on (fast_unsafe=False): throughput figures include real commits.
+        cluster = start_cluster(
+            fast_unsafe=False,
+            settings={
+                "shared_preload_libraries": "'pg_stat_statements'",
+                "pg_stat_statements.track": "all",
+            },
+        )
+        admin_url = cluster.url()
+        server = "throwaway cluster (plunk_sql.cluster.start_cluster, fast_unsafe=False)"
+    log(f"server: {server} {conninfo_to_dict(admin_url).get('port', '')}")
+    try:
+        with Databases(admin_url, keep=keep) as dbs:
+            with psycopg.connect(dbs.url("main"), autocommit=True) as conn:
+                res.environment.update(environment(conn, server))
+            for name, phase in (
+                ("snapshot", lambda: phase_snapshot(dbs, cfg, res)),
+                ("seed", None),
+                ("send", lambda: phase_send(dbs, cfg, res)),
+                ("triggers", lambda: phase_triggers(dbs, cfg, res)),
+                ("sweep", lambda: phase_sweep(dbs, cfg, res)),
+            ):
+                loadavg(f"{name} start", res)
+                t0 = time.perf_counter()
+                if name == "snapshot":
+                    made = phase()
+                elif name == "seed":
+                    phase_seed(dbs, cfg, res, made)
+                else:
+                    phase()
+                log(f"phase {name}: {time.perf_counter() - t0:.1f}s")
+                loadavg(f"{name} end", res)
+    finally:
+        if cluster is not None:
+            cluster.destroy()
+    (out_dir / "bench").mkdir(parents=True, exist_ok=True)
+    (out_dir / "bench" / "results.json").write_text(json.dumps(asdict(res), indent=1, default=str))
+    report.write(res, out_dir)
+    return res

@@ -1,0 +1,54 @@
+"""`plunk-sql bench`: measure the toolkit against Plunk's algorithm and the raw
+PostgreSQL floor, and write BENCHMARKS.md with its plots.
+
+The benchmark code lives in the checkout's bench/ package (not in the wheel):
+run it from a clone. Without --database-url/$DATABASE_URL it starts a throwaway
+cluster; with one, its user needs CREATEDB (three scratch databases are made and
+dropped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from plunk_sql.commands.common import EXIT_OK, EXIT_USAGE
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+
+
+def run(args: argparse.Namespace) -> int:
+    if str(CHECKOUT) not in sys.path:
+        sys.path.insert(0, str(CHECKOUT))
+    try:
+        from bench import runner
+    except ImportError as exc:
+        print(f"plunk-sql bench: needs a checkout with bench/ ({exc})", file=sys.stderr)
+        return EXIT_USAGE
+    url = getattr(args, "database_url", None) or os.environ.get("DATABASE_URL")
+    res = runner.run(
+        scale=args.scale,
+        quick=args.quick,
+        database_url=url,
+        out_dir=Path(args.out) if args.out else CHECKOUT,
+        keep=args.keep,
+    )
+    out = Path(args.out) if args.out else CHECKOUT
+    print(f"wrote {out / 'BENCHMARKS.md'} ({len(res.send)} send configurations)")
+    return EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="run the benchmarks and write BENCHMARKS.md (from a checkout)")
+    p.add_argument(
+        "--scale",
+        type=int,
+        default=None,
+        help="largest audience (default 1,000,000; 20,000 with --quick); sizes are N/100, N/10, N",
+    )
+    p.add_argument("--quick", action="store_true", help="small sizes, one run each (< 2 minutes)")
+    p.add_argument("--out", help="directory for BENCHMARKS.md and bench/ (default: the checkout)")
+    p.add_argument("--keep", action="store_true", help="keep the scratch databases")
+    p.set_defaults(func=run)
