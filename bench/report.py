@@ -175,6 +175,10 @@ def write(res, out_dir: Path) -> Path:
                 ["date", env.get("date_utc", "?")],
                 *[[k, v] for k, v in sorted(env.get("settings", {}).items())],
                 ["mode", "quick" if cfg.get("quick") else "full"],
+                [
+                    "SQL applied after migrate",
+                    ", ".join(f"`{p}`" for p in env.get("apply_sql", [])) or "none (the branch as is)",
+                ],
                 ["repetitions", f"{cfg['reps']} (median; 100k seed run: {cfg['seed_reps_large']})"],
             ],
         )

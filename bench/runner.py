@@ -64,7 +64,7 @@ class Config:
         return cls(
             sizes=[scale // 100, scale // 10, scale],
             seed_sizes=[scale // 100, scale // 10],
-            send_n=max(scale // 100, 1000),
+            send_n=max(scale // 200, 1000),
             workers=[1, 2, 4, 8],
             batches=[100, 500, 2000],
             reps=3,
@@ -120,8 +120,9 @@ def median(xs: list[float]) -> float:
 
 
 class Databases:
-    def __init__(self, admin_url: str, keep: bool = False) -> None:
+    def __init__(self, admin_url: str, keep: bool = False, apply_sql: list[Path] = ()) -> None:
         self.admin_url = admin_url
+        self.apply_sql = list(apply_sql)
         self.keep = keep
         tag = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
         self.names = {k: f"plunk_bench_{k}_{tag}" for k in ("main", "send", "floor")}
@@ -135,6 +136,10 @@ class Databases:
                 conn.execute(f'CREATE DATABASE "{name}"')
         migrate(self.url("main"), with_plunk_tables=True)
         migrate(self.url("send"), with_plunk_tables=True)
+        for key in ("main", "send"):
+            with psycopg.connect(self.url(key), autocommit=True) as conn:
+                for path in self.apply_sql:
+                    conn.execute(path.read_text())
         with psycopg.connect(self.url("floor"), autocommit=True) as conn:
             conn.execute(resources.plunk_tables_file().read_text())
         for key in ("main", "send", "floor"):
@@ -616,6 +621,7 @@ def run(
     database_url: str | None = None,
     out_dir: Path,
     keep: bool = False,
+    apply_sql: list[Path] = (),
 ) -> Results:
     """Run every phase and write results.json, BENCHMARKS.md and the plots into out_dir."""
     from bench import report
@@ -639,7 +645,8 @@ def run(
         server = "throwaway cluster (plunk_sql.cluster.start_cluster, fast_unsafe=False)"
     log(f"server: {server} {conninfo_to_dict(admin_url).get('port', '')}")
     try:
-        with Databases(admin_url, keep=keep) as dbs:
+        res.environment["apply_sql"] = [str(p) for p in apply_sql]
+        with Databases(admin_url, keep=keep, apply_sql=apply_sql) as dbs:
             with psycopg.connect(dbs.url("main"), autocommit=True) as conn:
                 res.environment.update(environment(conn, server))
             for name, phase in (

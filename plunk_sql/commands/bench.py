@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
         database_url=url,
         out_dir=Path(args.out) if args.out else CHECKOUT,
         keep=args.keep,
+        apply_sql=[Path(p) for p in args.apply_sql],
     )
     out = Path(args.out) if args.out else CHECKOUT
     print(f"wrote {out / 'BENCHMARKS.md'} ({len(res.send)} send configurations)")
@@ -51,4 +52,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="small sizes, one run each (< 2 minutes)")
     p.add_argument("--out", help="directory for BENCHMARKS.md and bench/ (default: the checkout)")
     p.add_argument("--keep", action="store_true", help="keep the scratch databases")
+    p.add_argument(
+        "--apply-sql",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="extra SQL applied after migrate (to measure a proposed fix); recorded in the report",
+    )
     p.set_defaults(func=run)

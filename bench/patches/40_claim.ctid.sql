@@ -1,0 +1,119 @@
+-- Claiming: workers take pending recipients in batches under a lease.
+
+-- plunk_sql.claim_batch(campaign_id, batch_size, lease): up to batch_size
+-- pending recipients of a sending campaign, claimed under a lease.
+--
+-- Each picked recipient is re-checked against the contact as it is now: a
+-- contact deleted since the snapshot, or unsubscribed (unless the campaign is
+-- TRANSACTIONAL), is settled as skipped with its reason and not returned. The
+-- claim is a committed row once the caller commits: a crash loses nothing, and
+-- only an expired lease (the sweep) makes a claimed recipient pending again.
+-- Returns nothing for a campaign that is not SENDING, not started by the
+-- toolkit, or paused.
+--   22004 null argument; P0002 unknown campaign; 22023 batch_size outside
+--   1..10000 or lease outside (0, 1 day].
+-- Locks: row locks on the pending recipients it takes (FOR UPDATE SKIP LOCKED
+-- in a materialised CTE, so LIMIT is honoured and concurrent callers never
+-- wait for or receive each other's rows). When some were skipped, the
+-- campaign's counter row and campaigns row for one short UPDATE each.
+CREATE OR REPLACE FUNCTION plunk_sql.claim_batch(
+    p_campaign_id text,
+    p_batch_size integer DEFAULT 500,
+    p_lease interval DEFAULT '5 minutes'
+)
+RETURNS TABLE (contact_id text, email text, data jsonb)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+-- Plans of trigger/claim queries are cached per session, planned once with
+-- whatever batch size came first; nested loops over index probes stay linear
+-- in the batch for every later size, a cached hash join would not.
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+-- The pick must be an ordered scan of recipients_open_idx that stops after
+-- batch_size rows, never a bitmap of every pending row followed by a sort.
+SET enable_bitmapscan = off
+SET enable_sort = off
+AS $$
+DECLARE
+    v_campaign public.campaigns := plunk_sql.require_campaign(p_campaign_id);
+    v_run plunk_sql.campaign_runs;
+    v_ids text[];
+    v_emails text[];
+    v_data jsonb[];
+    v_skipped integer;
+BEGIN
+    IF p_batch_size IS NULL OR p_lease IS NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'batch_size and lease must not be null';
+    END IF;
+    IF p_batch_size NOT BETWEEN 1 AND 10000 THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('batch_size must be between 1 and 10000, got %s', p_batch_size);
+    END IF;
+    IF p_lease <= interval '0' OR p_lease > interval '1 day' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('lease must be positive and at most 1 day, got %s', p_lease);
+    END IF;
+
+    SELECT * INTO v_run FROM plunk_sql.campaign_runs AS r WHERE r.campaign_id = p_campaign_id;
+    IF NOT FOUND OR v_campaign.status::text <> 'SENDING' OR v_run.paused_at IS NOT NULL THEN
+        RETURN;
+    END IF;
+
+    WITH picked AS MATERIALIZED (
+        SELECT r.ctid AS row_id, r.contact_id
+        FROM plunk_sql.recipients AS r
+        WHERE r.campaign_id = p_campaign_id
+          AND r.state = 'pending'
+        ORDER BY r.contact_id
+        LIMIT p_batch_size
+        FOR UPDATE SKIP LOCKED
+    ),
+    checked AS (
+        SELECT p.row_id,
+               p.contact_id,
+               k.email,
+               k.data,
+               CASE
+                   WHEN k.id IS NULL THEN 'contact deleted'
+                   WHEN NOT v_run.transactional AND NOT k.subscribed THEN 'unsubscribed'
+               END AS skip_reason
+        FROM picked AS p
+        LEFT JOIN public.contacts AS k
+               ON k.id = p.contact_id
+              AND k."projectId" = v_run.project_id
+    ),
+    claimed AS (
+        UPDATE plunk_sql.recipients AS r
+        SET state = (CASE WHEN ch.skip_reason IS NULL THEN 'claimed' ELSE 'skipped' END)::plunk_sql.recipient_state,
+            claims = r.claims + 1,
+            lease_expires_at = CASE WHEN ch.skip_reason IS NULL THEN pg_catalog.now() + p_lease END,
+            settled_at = CASE WHEN ch.skip_reason IS NOT NULL THEN pg_catalog.now() END,
+            reason = ch.skip_reason
+        FROM checked AS ch
+        WHERE r.ctid = ch.row_id
+          AND r.state = 'pending'
+        RETURNING r.contact_id, ch.email, ch.data, ch.skip_reason
+    )
+    SELECT pg_catalog.array_agg(cl.contact_id ORDER BY cl.contact_id) FILTER (WHERE cl.skip_reason IS NULL),
+           pg_catalog.array_agg(cl.email ORDER BY cl.contact_id) FILTER (WHERE cl.skip_reason IS NULL),
+           pg_catalog.array_agg(cl.data ORDER BY cl.contact_id) FILTER (WHERE cl.skip_reason IS NULL),
+           pg_catalog.count(*) FILTER (WHERE cl.skip_reason IS NOT NULL)
+    INTO v_ids, v_emails, v_data, v_skipped
+    FROM claimed AS cl;
+
+    IF v_skipped > 0 THEN
+        PERFORM plunk_sql.apply_settlement(p_campaign_id, 0, 0, v_skipped);
+    END IF;
+
+    RETURN QUERY SELECT u.contact_id, u.email, u.data FROM unnest(v_ids, v_emails, v_data) AS u (contact_id, email, data);
+END
+$$;
+
+COMMENT ON FUNCTION plunk_sql.claim_batch(text, integer, interval) IS
+    'Claim up to batch_size pending recipients of a SENDING campaign under a lease (FOR UPDATE SKIP LOCKED); '
+    'unsubscribed/deleted contacts are settled as skipped, not returned. '
+    'Errors: 22004 null argument, P0002 unknown campaign, 22023 batch_size/lease out of range.';
