@@ -80,7 +80,9 @@ def condition(conn: psycopg.Connection, pid: str) -> tuple[dict, bool]:
     cond["groups"][1]["filters"].append(EVENT_FILTER)
     try:
         with conn.transaction():
-            conn.execute("SELECT plunk_sql.compile_condition(%s::jsonb, %s)", (json.dumps(cond), pid))
+            conn.execute(
+                "SELECT plunk_sql.compile_condition(%s::jsonb, %s)", (json.dumps(cond), pid)
+            )
         return cond, True
     except psycopg.Error:
         return json.loads(json.dumps(BASE_CONDITION)), False
@@ -96,9 +98,7 @@ def segment(conn: psycopg.Connection, pid: str, cond: dict) -> str:
     return sid
 
 
-def campaign(
-    conn: psycopg.Connection, cid: str, pid: str, *, segment_id: str | None = None
-) -> str:
+def campaign(conn: psycopg.Connection, cid: str, pid: str, *, segment_id: str | None = None) -> str:
     conn.execute(
         'INSERT INTO public.campaigns (id, name, subject, body, "from", "audienceType",'
         ' "segmentId", "projectId", "updatedAt")'

@@ -33,7 +33,9 @@ def plots(res, fig_dir: Path) -> list[Path]:
         for batch in sorted({r["batch"] for r in rows}):
             rs = sorted((r for r in rows if r["batch"] == batch), key=lambda r: r["workers"])
             xs = [r["workers"] for r in rs]
-            (line,) = ax.plot(xs, [r["toolkit_rps"] for r in rs], "o-", label=f"toolkit, batch {batch}")
+            (line,) = ax.plot(
+                xs, [r["toolkit_rps"] for r in rs], "o-", label=f"toolkit, batch {batch}"
+            )
             ax.plot(
                 xs,
                 [r["floor_rps"] for r in rs],
@@ -96,7 +98,8 @@ def targets(res) -> list[list[str]]:
     if res.seed:
         big = res.seed[-1]
         growing = all(
-            a["speedup_vs_seed"] < b["speedup_vs_seed"] for a, b in zip(res.seed, res.seed[1:])
+            a["speedup_vs_seed"] < b["speedup_vs_seed"]
+            for a, b in zip(res.seed, res.seed[1:], strict=False)
         )
         ok = big["speedup_vs_seed"] >= 10 and growing
         rows.append(
@@ -177,7 +180,8 @@ def write(res, out_dir: Path) -> Path:
                 ["mode", "quick" if cfg.get("quick") else "full"],
                 [
                     "SQL applied after migrate",
-                    ", ".join(f"`{p}`" for p in env.get("apply_sql", [])) or "none (the branch as is)",
+                    ", ".join(f"`{p}`" for p in env.get("apply_sql", []))
+                    or "none (the branch as is)",
                 ],
                 ["repetitions", f"{cfg['reps']} (median; 100k seed run: {cfg['seed_reps_large']})"],
             ],
@@ -199,7 +203,11 @@ def write(res, out_dir: Path) -> Path:
     s.append(
         "`plunk_sql.start_campaign` on a campaign whose audience is a dynamic segment with a mixed "
         "condition (JSON equality, a numeric comparison, a `createdAt` bound"
-        + (", an event filter" if env.get("event_filter") else "; no event filter: this toolkit version does not compile `event.*` yet")
+        + (
+            ", an event filter"
+            if env.get("event_filter")
+            else "; no event filter: this toolkit version does not compile `event.*` yet"
+        )
         + ", OR of two AND groups), against the floor "
         "`INSERT INTO t SELECT id FROM contacts WHERE <same predicate>` (predicate text from "
         "`plunk_sql.audience_predicate`; `t` is a bare table without index). One project per size; "
@@ -207,7 +215,15 @@ def write(res, out_dir: Path) -> Path:
     )
     s.append(
         _table(
-            ["contacts in project", "recipients", "snapshot s", "floor s", "snapshot rec/s", "floor rec/s", "ratio (floor/snapshot)"],
+            [
+                "contacts in project",
+                "recipients",
+                "snapshot s",
+                "floor s",
+                "snapshot rec/s",
+                "floor rec/s",
+                "ratio (floor/snapshot)",
+            ],
             [
                 [
                     _fmt(r["contacts"]),
@@ -226,7 +242,7 @@ def write(res, out_dir: Path) -> Path:
     s.append(
         f"{res.send[0]['recipients'] if res.send else 0:,} recipients per run. Toolkit workers: "
         "`claim_batch` -> one INSERT of the batch's emails -> SENDING -> SENT, settled one "
-        "autocommitted UPDATE per email (`... WHERE id = $1 AND \"sentAt\" IS NULL`, as Plunk's "
+        'autocommitted UPDATE per email (`... WHERE id = $1 AND "sentAt" IS NULL`, as Plunk\'s '
         "worker) or one UPDATE per batch. Floor: the same INSERT/UPDATE statements on a database "
         "without the toolkit, each worker on a fixed slice of the contacts (no claim). Each worker is "
         "a process with its own connection. Lock samples: `pg_stat_activity` polled every 10 ms "
@@ -234,7 +250,15 @@ def write(res, out_dir: Path) -> Path:
     )
     s.append(
         _table(
-            ["settle", "batch", "workers", "toolkit rec/s", "floor rec/s", "toolkit vs floor", "lock samples / samples"],
+            [
+                "settle",
+                "batch",
+                "workers",
+                "toolkit rec/s",
+                "floor rec/s",
+                "toolkit vs floor",
+                "lock samples / samples",
+            ],
             [
                 [
                     r["settle"],
@@ -274,7 +298,15 @@ def write(res, out_dir: Path) -> Path:
     )
     s.append(
         _table(
-            ["recipients", "seed s", "patched s", "plunk_sql s", "speed-up vs seed", "vs patched", "final (seed / patched / plunk_sql)"],
+            [
+                "recipients",
+                "seed s",
+                "patched s",
+                "plunk_sql s",
+                "speed-up vs seed",
+                "vs patched",
+                "final (seed / patched / plunk_sql)",
+            ],
             [
                 [
                     _fmt(r["recipients"]),
@@ -325,7 +357,11 @@ def write(res, out_dir: Path) -> Path:
                 ["case", "recipients", "median ms"],
                 [
                     ["nothing to do", _fmt(sw["recipients"]), _fmt(sw["empty_ms"], 1)],
-                    [f"{sw['expired']:,} expired leases", _fmt(sw["recipients"]), _fmt(sw["expired_ms"], 1)],
+                    [
+                        f"{sw['expired']:,} expired leases",
+                        _fmt(sw["recipients"]),
+                        _fmt(sw["expired_ms"], 1),
+                    ],
                 ],
             )
         )
@@ -334,7 +370,9 @@ def write(res, out_dir: Path) -> Path:
         s.append(f"{sw.get('status', 'not run')}.\n")
     s.append("\n## Profile\n")
     if res.profile.get("send_statements"):
-        s.append("Top statements of the send phase by total time (`pg_stat_statements`, track = all):\n")
+        s.append(
+            "Top statements of the send phase by total time (`pg_stat_statements`, track = all):\n"
+        )
         s.append(
             _table(
                 ["calls", "total ms", "mean ms", "rows", "blocks", "query"],
@@ -359,7 +397,9 @@ def write(res, out_dir: Path) -> Path:
         ("explain_sweep_empty", "Sweep with nothing to do"),
     ):
         if key in res.profile:
-            s.append(f"\n<details><summary>{title}: EXPLAIN (ANALYZE, BUFFERS)</summary>\n\n```\n{res.profile[key]}\n```\n</details>\n")
+            s.append(
+                f"\n<details><summary>{title}: EXPLAIN (ANALYZE, BUFFERS)</summary>\n\n```\n{res.profile[key]}\n```\n</details>\n"
+            )
     if ANALYSIS.exists():
         s.append("\n" + ANALYSIS.read_text())
     s.append(

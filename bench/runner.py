@@ -214,7 +214,16 @@ def top_statements(conn: psycopg.Connection, n: int = 12) -> list[dict]:
         (n,),
     ).fetchall()
     keys = ["calls", "total_ms", "mean_ms", "rows", "blocks", "query"]
-    return [dict(zip(keys, [float(v) if k != "query" else v for k, v in zip(keys, r)], strict=True)) for r in rows]
+    return [
+        dict(
+            zip(
+                keys,
+                [float(v) if k != "query" else v for k, v in zip(keys, r, strict=True)],
+                strict=True,
+            )
+        )
+        for r in rows
+    ]
 
 
 def explain(conn: psycopg.Connection, sql: str, params: Any = None) -> str:
@@ -254,14 +263,14 @@ def phase_snapshot(dbs: Databases, cfg: Config, res: Results) -> dict[int, dict]
             cid = data.campaign(conn, f"snap-{n}", info["project"], segment_id=info["segment"])
             pred = data.predicate(conn, cid)
             info["predicate"] = pred
-            floor_sql = f"INSERT INTO bench.floor_t SELECT c.id FROM public.contacts AS c WHERE {pred}"
+            floor_sql = (
+                f"INSERT INTO bench.floor_t SELECT c.id FROM public.contacts AS c WHERE {pred}"
+            )
             toolkit, floor = [], []
             count = floor_count = 0
             for rep in range(cfg.reps + 1):  # rep 0 warms the caches, unmeasured
                 reset_toolkit(conn)
-                conn.execute(
-                    "UPDATE public.campaigns SET status = 'DRAFT' WHERE id = %s", (cid,)
-                )
+                conn.execute("UPDATE public.campaigns SET status = 'DRAFT' WHERE id = %s", (cid,))
                 checkpoint(conn)
                 t0 = time.perf_counter()
                 count = conn.execute("SELECT plunk_sql.start_campaign(%s)", (cid,)).fetchone()[0]
@@ -312,7 +321,9 @@ def phase_seed(dbs: Databases, cfg: Config, res: Results, made: dict[int, dict])
         conn.execute("SET synchronous_commit = off")
         for n in cfg.seed_sizes:
             info = made[n]
-            reps = cfg.reps if n != cfg.seed_sizes[-1] else max(1, min(cfg.reps, cfg.seed_reps_large))
+            reps = (
+                cfg.reps if n != cfg.seed_sizes[-1] else max(1, min(cfg.reps, cfg.seed_reps_large))
+            )
             row: dict[str, Any] = {"contacts": n}
             for algo in ("seed", "patched", "toolkit"):
                 times = []
@@ -384,9 +395,9 @@ def phase_send(dbs: Databases, cfg: Config, res: Results) -> None:
             conn.execute("VACUUM ANALYZE")
         contacts = [
             r[0]
-            for r in conns["floor"].execute(
-                "SELECT id FROM public.contacts WHERE subscribed ORDER BY id"
-            ).fetchall()
+            for r in conns["floor"]
+            .execute("SELECT id FROM public.contacts WHERE subscribed ORDER BY id")
+            .fetchall()
         ]
         pgss = has_pgss(conns["toolkit"])
         if pgss:
@@ -455,7 +466,7 @@ def phase_triggers(dbs: Databases, cfg: Config, res: Results) -> None:
             conn.execute(
                 "CREATE OR REPLACE PROCEDURE bench.update_each(p_ids text[], p_status text)"
                 " LANGUAGE plpgsql AS $$ DECLARE v text; BEGIN FOREACH v IN ARRAY p_ids LOOP"
-                " UPDATE public.emails SET status = p_status::public.\"EmailStatus\","
+                ' UPDATE public.emails SET status = p_status::public."EmailStatus",'
                 " \"sentAt\" = timezone('UTC', now()), \"updatedAt\" = timezone('UTC', now())"
                 " WHERE id = v; COMMIT; END LOOP; END $$"
             )
@@ -506,7 +517,11 @@ def phase_triggers(dbs: Databases, cfg: Config, res: Results) -> None:
                     ).fetchone()[0]
                     assert settled == len(camp), (settled, len(camp))
                 # Later status moves (DELIVERED) on settled rows: the no-op path.
-                t = timed(lambda: conn.execute("CALL bench.update_each(%s, 'DELIVERED')", (camp,)))
+                t = timed(
+                    lambda camp=camp: conn.execute(
+                        "CALL bench.update_each(%s, 'DELIVERED')", (camp,)
+                    )
+                )
                 if rep:
                     out.setdefault(f"{mode}_campaign_delivered", []).append(t)
     for label in ("campaign", "non_campaign", "campaign_delivered"):
@@ -608,7 +623,9 @@ def phase_sweep(dbs: Databases, cfg: Config, res: Results) -> None:
             "expired_runs": busy,
         }
         res.profile["explain_sweep_empty"] = explain(conn, call)
-        log(f"sweep: empty {res.sweep['empty_ms']:.1f} ms, {k} expired {res.sweep['expired_ms']:.1f} ms")
+        log(
+            f"sweep: empty {res.sweep['empty_ms']:.1f} ms, {k} expired {res.sweep['expired_ms']:.1f} ms"
+        )
 
 
 # --------------------------------------------------------------------------- entry
@@ -622,12 +639,16 @@ def run(
     out_dir: Path,
     keep: bool = False,
     apply_sql: list[Path] = (),
+    overrides: dict[str, Any] | None = None,
 ) -> Results:
     """Run every phase and write results.json, BENCHMARKS.md and the plots into out_dir."""
     from bench import report
     from plunk_sql.cluster import start_cluster
 
     cfg = Config.make(scale, quick)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            setattr(cfg, key, value)
     res = Results(config=asdict(cfg))
     cluster = None
     if database_url:

@@ -45,7 +45,9 @@ SENT_MANY = (
 CLAIM = "SELECT contact_id FROM plunk_sql.claim_batch(%s, %s, '10 minutes')"
 
 
-def _deliver(conn: psycopg.Connection, campaign: str, project: str, contacts: list[str], settle: str):
+def _deliver(
+    conn: psycopg.Connection, campaign: str, project: str, contacts: list[str], settle: str
+):
     ids = [str(uuid.uuid4()) for _ in contacts]
     conn.execute(INSERT, (campaign, project, ids, contacts))
     if settle == "per_email":
@@ -130,9 +132,7 @@ def run(
     go, out = ctx.Event(), ctx.Queue()
     slices = [contacts[i::workers] for i in range(workers)] if contacts else [None] * workers
     procs = [
-        ctx.Process(
-            target=worker, args=(url, mode, campaign, project, batch, settle, s, go, out)
-        )
+        ctx.Process(target=worker, args=(url, mode, campaign, project, batch, settle, s, go, out))
         for s in slices
     ]
     for p in procs:

@@ -35,10 +35,23 @@ def run(args: argparse.Namespace) -> int:
         out_dir=Path(args.out) if args.out else CHECKOUT,
         keep=args.keep,
         apply_sql=[Path(p) for p in args.apply_sql],
+        overrides={"workers": args.workers, "batches": args.batches, "reps": args.reps},
     )
     out = Path(args.out) if args.out else CHECKOUT
     print(f"wrote {out / 'BENCHMARKS.md'} ({len(res.send)} send configurations)")
     return EXIT_OK
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from exc
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,6 +65,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="small sizes, one run each (< 2 minutes)")
     p.add_argument("--out", help="directory for BENCHMARKS.md and bench/ (default: the checkout)")
     p.add_argument("--keep", action="store_true", help="keep the scratch databases")
+    p.add_argument("--workers", type=_ints, help="worker process counts, e.g. 1,2,4,8")
+    p.add_argument("--batches", type=_ints, help="claim batch sizes, e.g. 100,500,2000")
+    p.add_argument("--reps", type=int, help="measured repetitions per figure (median)")
     p.add_argument(
         "--apply-sql",
         action="append",
