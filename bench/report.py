@@ -50,7 +50,8 @@ def plots(res, fig_dir: Path) -> list[Path]:
         ax.set_ylabel("recipients / s")
         ax.set_title("settle: one UPDATE per email" if settle == "per_email" else "settle: batched")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     fig.suptitle("Send path throughput (claim -> INSERT -> SENDING -> SENT), shared 2-core machine")
     fig.tight_layout()
     path = fig_dir / "send_throughput.png"
@@ -410,3 +411,21 @@ def write(res, out_dir: Path) -> Path:
     path = out_dir / "BENCHMARKS.md"
     path.write_text("\n".join(s))
     return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Re-render BENCHMARKS.md and the plots from a results.json (no measuring):
+    python -m bench.report [OUT_DIR]  (reads OUT_DIR/bench/results.json)."""
+    import json
+    import sys
+    from types import SimpleNamespace
+
+    out_dir = Path((argv if argv is not None else sys.argv[1:] or ["."])[0])
+    raw = json.loads((out_dir / "bench" / "results.json").read_text())
+    write(SimpleNamespace(**raw), out_dir)
+    print(f"wrote {out_dir / 'BENCHMARKS.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

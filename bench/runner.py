@@ -17,6 +17,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import psycopg
@@ -631,6 +632,34 @@ def phase_sweep(dbs: Databases, cfg: Config, res: Results) -> None:
 # --------------------------------------------------------------------------- entry
 
 
+def _save(res: Results, out_dir: Path, phases: list[str] | None, partial: bool = False) -> None:
+    """results.json after every phase (a killed run keeps what it measured). A
+    --phases run keeps the other phases' figures from the last results.json."""
+    (out_dir / "bench").mkdir(parents=True, exist_ok=True)
+    path = out_dir / "bench" / "results.json"
+    data = asdict(res)
+    base = out_dir / "bench" / "results.base.json"
+    if phases:
+        if not base.exists() and path.exists():
+            base.write_text(path.read_text())
+        if base.exists():
+            old = json.loads(base.read_text())
+            for name in ("snapshot", "seed", "send", "triggers", "sweep"):
+                if name not in phases and name in old:
+                    data[name] = old[name]
+            data["load"] = [*old.get("load", []), *data["load"]]
+            data["profile"] = {**old.get("profile", {}), **data["profile"]}
+            data["environment"] = {**old.get("environment", {}), **data["environment"]}
+            data["config"] = {
+                **old.get("config", {}),
+                "rerun": {"phases": phases, **data["config"]},
+            }
+        if not partial:
+            base.unlink(missing_ok=True)
+    data["complete"] = not partial
+    path.write_text(json.dumps(data, indent=1, default=str))
+
+
 def run(
     *,
     scale: int | None = None,
@@ -640,6 +669,7 @@ def run(
     keep: bool = False,
     apply_sql: list[Path] = (),
     overrides: dict[str, Any] | None = None,
+    phases: list[str] | None = None,
 ) -> Results:
     """Run every phase and write results.json, BENCHMARKS.md and the plots into out_dir."""
     from bench import report
@@ -670,27 +700,27 @@ def run(
         with Databases(admin_url, keep=keep, apply_sql=apply_sql) as dbs:
             with psycopg.connect(dbs.url("main"), autocommit=True) as conn:
                 res.environment.update(environment(conn, server))
-            for name, phase in (
-                ("snapshot", lambda: phase_snapshot(dbs, cfg, res)),
-                ("seed", None),
-                ("send", lambda: phase_send(dbs, cfg, res)),
-                ("triggers", lambda: phase_triggers(dbs, cfg, res)),
-                ("sweep", lambda: phase_sweep(dbs, cfg, res)),
-            ):
+            made: dict[int, dict] = {}
+            steps = {
+                "snapshot": lambda: made.update(phase_snapshot(dbs, cfg, res)),
+                "seed": lambda: phase_seed(dbs, cfg, res, made),
+                "send": lambda: phase_send(dbs, cfg, res),
+                "triggers": lambda: phase_triggers(dbs, cfg, res),
+                "sweep": lambda: phase_sweep(dbs, cfg, res),
+            }
+            for name, step in steps.items():
+                if phases and name not in phases:
+                    continue
                 loadavg(f"{name} start", res)
                 t0 = time.perf_counter()
-                if name == "snapshot":
-                    made = phase()
-                elif name == "seed":
-                    phase_seed(dbs, cfg, res, made)
-                else:
-                    phase()
+                step()
                 log(f"phase {name}: {time.perf_counter() - t0:.1f}s")
                 loadavg(f"{name} end", res)
+                _save(res, out_dir, phases, partial=True)
     finally:
         if cluster is not None:
             cluster.destroy()
-    (out_dir / "bench").mkdir(parents=True, exist_ok=True)
-    (out_dir / "bench" / "results.json").write_text(json.dumps(asdict(res), indent=1, default=str))
-    report.write(res, out_dir)
+    _save(res, out_dir, phases)
+    merged = json.loads((out_dir / "bench" / "results.json").read_text())
+    report.write(SimpleNamespace(**merged), out_dir)
     return res

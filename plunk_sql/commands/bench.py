@@ -35,7 +35,13 @@ def run(args: argparse.Namespace) -> int:
         out_dir=Path(args.out) if args.out else CHECKOUT,
         keep=args.keep,
         apply_sql=[Path(p) for p in args.apply_sql],
-        overrides={"workers": args.workers, "batches": args.batches, "reps": args.reps},
+        overrides={
+            "workers": args.workers,
+            "batches": args.batches,
+            "reps": args.reps,
+            "send_n": args.send_recipients,
+        },
+        phases=args.phases,
     )
     out = Path(args.out) if args.out else CHECKOUT
     print(f"wrote {out / 'BENCHMARKS.md'} ({len(res.send)} send configurations)")
@@ -68,6 +74,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=_ints, help="worker process counts, e.g. 1,2,4,8")
     p.add_argument("--batches", type=_ints, help="claim batch sizes, e.g. 100,500,2000")
     p.add_argument("--reps", type=int, help="measured repetitions per figure (median)")
+    p.add_argument("--send-recipients", type=int, help="contacts in the send-path campaign")
+    p.add_argument(
+        "--phases",
+        type=lambda t: [x.strip() for x in t.split(",") if x.strip()],
+        help="run only these of snapshot,seed,send,triggers,sweep (seed needs snapshot); "
+        "the others keep the figures of the last results.json in --out",
+    )
     p.add_argument(
         "--apply-sql",
         action="append",
