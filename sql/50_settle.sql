@@ -87,7 +87,10 @@ BEGIN
     UPDATE public.campaigns AS c
     SET "sentCount" = v_sent,
         status = CASE
-            WHEN v_open = 0 AND c.status::text = 'SENDING' THEN 'SENT'::public."CampaignStatus"
+            WHEN v_open = 0 AND c.status::text = 'SENDING'
+                 -- cancel_campaign settles what is open without declaring it SENT.
+                 AND pg_catalog.current_setting('plunk_sql.cancelling', true) IS DISTINCT FROM p_campaign_id
+                THEN 'SENT'::public."CampaignStatus"
             ELSE c.status
         END,
         "updatedAt" = plunk_sql.utc_now()
