@@ -125,21 +125,27 @@ COMMENT ON FUNCTION plunk_sql.resume_campaign(text) IS
 --      from declaring the campaign SENT meanwhile);
 --   4. emails already SENDING (handed to the provider) stay in flight and
 --      settle by their own outcome later; the campaign stays CANCELLED;
---   5. status: DRAFT when nothing was sent, failed or is still in flight (the
---      snapshot is then removed, so the campaign can be started again;
---      "totalRecipients", "sentCount" reset, "sentAt" cleared), else CANCELLED.
+--   5. status: DRAFT when nothing was sent, failed or is still in flight and
+--      no worker held a live claim (the snapshot is then removed, so the
+--      campaign can be started again; "totalRecipients", "sentCount" reset,
+--      "sentAt" cleared), else CANCELLED. A live claim forces CANCELLED because
+--      the kept snapshot is what refuses that worker's late email insert (55000);
+--      without a snapshot the insert would look like a legacy campaign's.
 -- NOTIFY plunk_sql_campaign_finished with status CANCELLED or DRAFT.
 -- Returns the resulting status, 'CANCELLED' or 'DRAFT'.
 --   22004 null id; P0002 unknown campaign; 55000 DRAFT, SENT, CANCELLED, a
 --   SENDING campaign not started by plunk_sql (see repair_campaign), or a
---   campaign that finished while being cancelled (nothing changed).
+--   campaign that finished while being cancelled (nothing changed); 55P03
+--   workers kept its recipient rows locked for 200 attempts (retry).
 -- Locks: the lifecycle advisory lock; then, for SCHEDULED, the campaigns row
 -- FOR UPDATE (no snapshot exists, so nothing precedes it in the order; if a
 -- start won the race, that lock is released by rolling back its
 -- subtransaction before the SENDING path). SENDING: the open recipient rows
--- without email (step 1), the PENDING emails rows and through the trigger
--- their recipients, then the campaign_runs row, then the campaigns row last:
--- the same order as every worker, so cancelling under load cannot deadlock.
+-- without email (step 1, under a 100ms lock_timeout, retried: see below), the
+-- PENDING emails rows (SKIP LOCKED) and through the trigger their recipients,
+-- then the campaign_runs row, then the campaigns row last: the same order as
+-- every worker, and no wait while holding rows a worker waits for, so
+-- cancelling under load cannot deadlock.
 CREATE OR REPLACE FUNCTION plunk_sql.cancel_campaign(p_campaign_id text)
 RETURNS text
 LANGUAGE plpgsql
@@ -149,10 +155,13 @@ DECLARE
     v_campaign public.campaigns := plunk_sql.require_campaign(p_campaign_id);
     v_status text;
     v_cancelled integer;
+    v_live_claims integer;
     v_in_flight integer;
     v_run plunk_sql.campaign_runs;
     v_result text;
     v_now timestamp := plunk_sql.utc_now();
+    v_lock_timeout text := pg_catalog.current_setting('lock_timeout');
+    v_attempts integer := 0;
 BEGIN
     PERFORM plunk_sql._lifecycle_lock(p_campaign_id);
 
@@ -170,14 +179,18 @@ BEGIN
                     WHERE c.id = p_campaign_id;
                     RETURN 'DRAFT';
                 END IF;
+                IF v_status = 'SENDING' THEN
+                    RAISE EXCEPTION USING
+                        ERRCODE = 'object_not_in_prerequisite_state',
+                        MESSAGE = pg_catalog.format(
+                            'campaign %s is SENDING but was not started by plunk_sql: it cannot be cancelled here',
+                            p_campaign_id),
+                        HINT = 'A campaign stuck in SENDING from before plunk_sql: see plunk_sql.repair_campaign.';
+                END IF;
                 RAISE EXCEPTION USING
                     ERRCODE = 'object_not_in_prerequisite_state',
-                    MESSAGE = pg_catalog.format(
-                        'campaign %s is %s: only SCHEDULED or SENDING campaigns can be cancelled%s',
-                        p_campaign_id, v_status,
-                        CASE WHEN v_status = 'SENDING' THEN ' (this one was not started by plunk_sql)' ELSE '' END),
-                    HINT = CASE WHEN v_status = 'SENDING'
-                                THEN 'A campaign stuck in SENDING from before plunk_sql: see plunk_sql.repair_campaign.' END;
+                    MESSAGE = pg_catalog.format('campaign %s is %s: only SCHEDULED or SENDING campaigns can be cancelled',
+                                                p_campaign_id, v_status);
             END IF;
             -- Started while we waited for the row: release it, cancel the send.
             RAISE EXCEPTION USING ERRCODE = 'P0001', MESSAGE = 'plunk_sql: started concurrently';
@@ -199,24 +212,60 @@ BEGIN
     -- apply_settlement must not declare the campaign SENT in this transaction.
     PERFORM pg_catalog.set_config('plunk_sql.cancelling', p_campaign_id, true);
 
-    WITH cancelled AS (
-        UPDATE plunk_sql.recipients AS r
-        SET state = 'skipped',
-            settled_at = pg_catalog.now(),
-            lease_expires_at = NULL,
-            reason = 'cancelled'
-        WHERE r.campaign_id = p_campaign_id
-          AND r.state IN ('pending', 'claimed')
-        RETURNING 1
-    )
-    SELECT pg_catalog.count(*)::integer INTO v_cancelled FROM cancelled;
+    -- Steps 1 and 2 never wait while holding recipient rows a worker may need:
+    -- a worker inserting emails locks its claimed recipients in its own order,
+    -- so waiting for one of them while holding others could close a cycle.
+    -- Instead each attempt runs under a short lock_timeout in a subtransaction;
+    -- on timeout the subtransaction rolls back (releasing every row it took),
+    -- the worker finishes, and the attempt is repeated.
+    LOOP
+        BEGIN
+            PERFORM pg_catalog.set_config('lock_timeout', '100ms', true);
 
-    DELETE FROM public.emails AS e
-    USING plunk_sql.recipients AS r
-    WHERE r.campaign_id = p_campaign_id
-      AND r.state = 'in_flight'
-      AND e.id = r.email_id
-      AND e.status::text = 'PENDING';
+            -- A claimed row keeps its lease time: a live lease means a worker
+            -- may still try to insert its email (refused, as the recipient is
+            -- skipped), so the campaign cannot go back to DRAFT (see step 5).
+            WITH cancelled AS (
+                UPDATE plunk_sql.recipients AS r
+                SET state = 'skipped',
+                    settled_at = pg_catalog.now(),
+                    reason = 'cancelled'
+                WHERE r.campaign_id = p_campaign_id
+                  AND r.state IN ('pending', 'claimed')
+                RETURNING r.lease_expires_at
+            )
+            SELECT pg_catalog.count(*)::integer,
+                   pg_catalog.count(*) FILTER (WHERE c.lease_expires_at > pg_catalog.now())::integer
+            INTO v_cancelled, v_live_claims
+            FROM cancelled AS c;
+
+            -- Emails a worker holds right now are being moved on (SENDING):
+            -- skip them, they settle by their own outcome.
+            DELETE FROM public.emails AS e
+            WHERE e.id IN (
+                SELECT m.id
+                FROM plunk_sql.recipients AS r
+                JOIN public.emails AS m ON m.id = r.email_id
+                WHERE r.campaign_id = p_campaign_id
+                  AND r.state = 'in_flight'
+                  AND m.status::text = 'PENDING'
+                FOR UPDATE OF m SKIP LOCKED)
+              AND e.status::text = 'PENDING';
+
+            PERFORM pg_catalog.set_config('lock_timeout', v_lock_timeout, true);
+            EXIT;
+        EXCEPTION WHEN lock_not_available THEN
+            v_attempts := v_attempts + 1;
+            IF v_attempts >= 200 THEN
+                RAISE EXCEPTION USING
+                    ERRCODE = 'lock_not_available',
+                    MESSAGE = pg_catalog.format('could not cancel campaign %s: workers kept its recipients locked',
+                                                p_campaign_id),
+                    HINT = 'Retry, or pause the campaign first.';
+            END IF;
+            PERFORM pg_catalog.pg_sleep(0.01 * pg_catalog.random());
+        END;
+    END LOOP;
 
     PERFORM plunk_sql.apply_settlement(p_campaign_id, 0, 0, v_cancelled);
 
@@ -230,7 +279,7 @@ BEGIN
     WHERE r.campaign_id = p_campaign_id
     RETURNING * INTO v_run;
 
-    v_result := CASE WHEN v_run.sent = 0 AND v_run.failed = 0 AND v_in_flight = 0
+    v_result := CASE WHEN v_run.sent = 0 AND v_run.failed = 0 AND v_in_flight = 0 AND v_live_claims = 0
                      THEN 'DRAFT' ELSE 'CANCELLED' END;
 
     UPDATE public.campaigns AS c
