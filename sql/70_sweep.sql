@@ -3,6 +3,12 @@
 
 -- plunk_sql.sweep(): one pass over the work that is due, returned as rows
 -- (action, campaign_id, affected), in this order:
+--   'scheduled_started'  SCHEDULED campaigns with "scheduledFor" <= utc_now()
+--                        are started (snapshot now) by start_campaign;
+--                        affected = snapshot size.
+--   'start_failed'       such a start raised (e.g. 22023 invalid audience):
+--                        the campaign stays SCHEDULED, the error is logged as a
+--                        WARNING and retried next sweep; affected = 0.
 --   'lease_expired'      claimed recipients whose lease passed (no email was
 --                        made) go back to pending; affected = recipients.
 --   'email_abandoned'    emails of toolkit campaigns still PENDING/SENDING
@@ -15,12 +21,6 @@
 --                        complete counters are set SENT through
 --                        apply_settlement (the trigger's backstop, with its
 --                        NOTIFY); affected = the campaign's recipients.
---   'scheduled_started'  SCHEDULED campaigns with "scheduledFor" <= utc_now()
---                        are started (snapshot now) by start_campaign;
---                        affected = snapshot size.
---   'start_failed'       such a start raised (e.g. 22023 invalid audience):
---                        the campaign stays SCHEDULED, the error is logged as a
---                        WARNING and retried next sweep; affected = 0.
 -- Each action handles at most sweep_batch_size rows per call; the rest is
 -- left for the next call. Every scan starts from a partial index or Plunk's
 -- (status, "scheduledFor") index on what is due, so a sweep that finds
@@ -31,13 +31,13 @@
 -- Concurrency: one pg_try_advisory_xact_lock; a second sweep while one runs
 -- returns no rows at once (it skips, it never waits and never acts twice).
 -- Locks, each action in the global order (recipients -> campaign_runs ->
--- campaigns): lease rows FOR UPDATE SKIP LOCKED; abandoned emails FOR UPDATE
--- SKIP LOCKED, then (trigger) their recipients, the campaign_runs and
--- campaigns rows; finalize: campaign_runs then campaigns rows; scheduled
--- starts: the SCHEDULED campaigns rows FOR UPDATE SKIP LOCKED, then
--- start_campaign's inserts. Finalize and start act on campaigns no worker can
--- touch (nothing open / not started yet), so holding earlier actions' locks
--- while taking theirs cannot close a cycle with a worker.
+-- campaigns): scheduled starts: the SCHEDULED campaigns rows FOR UPDATE SKIP
+-- LOCKED, then start_campaign's inserts (no worker can see those campaigns
+-- before the sweep commits); lease rows FOR UPDATE SKIP LOCKED; abandoned
+-- emails FOR UPDATE SKIP LOCKED, then (trigger) their recipients, the
+-- campaign_runs and campaigns rows; finalize: campaign_runs then campaigns rows
+-- of campaigns with nothing open. The starts come first so that rows workers
+-- share (counter rows of active campaigns) are held only for the short tail.
 -- Errors: P0002 / 22P02 when a setting is missing or unreadable.
 CREATE OR REPLACE FUNCTION plunk_sql.sweep()
 RETURNS TABLE (action text, campaign_id text, affected integer)
@@ -57,7 +57,36 @@ BEGIN
         RETURN;
     END IF;
 
-    -- 1. Expired leases: the lease index holds only claimed rows.
+    -- 1. Due schedules first: a big snapshot can take a while, and only the
+    -- SCHEDULED campaigns' rows are held meanwhile (no worker can touch them).
+    -- Each start runs in its own subtransaction so one bad audience cannot
+    -- block the others (or the rest of the sweep).
+    FOR v_row IN
+        SELECT c.id
+        FROM public.campaigns AS c
+        WHERE c.status = 'SCHEDULED'
+          AND c."scheduledFor" <= v_now
+        ORDER BY c."scheduledFor", c.id
+        LIMIT v_batch
+        FOR UPDATE SKIP LOCKED
+    LOOP
+        BEGIN
+            v_count := plunk_sql.start_campaign(v_row.id);
+            action := 'scheduled_started';
+            affected := v_count;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING USING
+                MESSAGE = pg_catalog.format('plunk_sql.sweep: scheduled campaign %s could not start: %s (SQLSTATE %s)',
+                                            v_row.id, SQLERRM, SQLSTATE);
+            action := 'start_failed';
+            affected := 0;
+        END;
+        campaign_id := v_row.id;
+        v_total := v_total + 1;
+        RETURN NEXT;
+    END LOOP;
+
+    -- 2. Expired leases: the lease index holds only claimed rows.
     FOR v_row IN
         WITH expired AS MATERIALIZED (
             SELECT x.campaign_id, x.contact_id
@@ -90,7 +119,7 @@ BEGIN
         RETURN NEXT;
     END LOOP;
 
-    -- 2. Abandoned emails: the in-flight index, oldest first; the email must
+    -- 3. Abandoned emails: the in-flight index, oldest first; the email must
     -- also be untouched for the timeout (a worker retrying SENDING is alive).
     FOR v_row IN
         WITH picked AS MATERIALIZED (
@@ -130,7 +159,7 @@ BEGIN
         RETURN NEXT;
     END LOOP;
 
-    -- 3. Finalize backstop: SENDING toolkit campaigns with complete counters
+    -- 4. Finalize backstop: SENDING toolkit campaigns with complete counters
     -- and no open recipient. The enum literal (SENDING exists in every Plunk
     -- version) lets Plunk's (status, "scheduledFor") index find them.
     FOR v_row IN
@@ -158,33 +187,6 @@ BEGIN
         END IF;
     END LOOP;
 
-    -- 4. Due schedules, each start in its own subtransaction so one bad
-    -- audience cannot block the others (or the rest of the sweep).
-    FOR v_row IN
-        SELECT c.id
-        FROM public.campaigns AS c
-        WHERE c.status = 'SCHEDULED'
-          AND c."scheduledFor" <= v_now
-        ORDER BY c."scheduledFor", c.id
-        LIMIT v_batch
-        FOR UPDATE SKIP LOCKED
-    LOOP
-        BEGIN
-            v_count := plunk_sql.start_campaign(v_row.id);
-            action := 'scheduled_started';
-            affected := v_count;
-        EXCEPTION WHEN OTHERS THEN
-            RAISE WARNING USING
-                MESSAGE = pg_catalog.format('plunk_sql.sweep: scheduled campaign %s could not start: %s (SQLSTATE %s)',
-                                            v_row.id, SQLERRM, SQLSTATE);
-            action := 'start_failed';
-            affected := 0;
-        END;
-        campaign_id := v_row.id;
-        v_total := v_total + 1;
-        RETURN NEXT;
-    END LOOP;
-
     UPDATE plunk_sql.sweep_state AS s
     SET last_run_at = pg_catalog.now(),
         last_actions = v_total
@@ -193,5 +195,5 @@ END
 $$;
 
 COMMENT ON FUNCTION plunk_sql.sweep() IS
-    'One bounded pass: lease_expired, email_abandoned, finalized, scheduled_started (start_failed) rows. '
+    'One bounded pass: scheduled_started (start_failed), lease_expired, email_abandoned, finalized rows. '
     'Skips (no rows) while another sweep runs. Leaves paused campaigns alone except for expired leases.';
