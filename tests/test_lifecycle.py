@@ -317,8 +317,8 @@ def test_lifecycle__pause_resume_cancel_under_concurrent_workers(conn, plunk, db
         frozen = plunk.progress(campaign)
         time.sleep(0.3)
         during = plunk.progress(campaign)
-        assert (during["pending"], during["claimed"]) == (frozen["pending"], frozen["claimed"])
-        assert during["pending"] > 0
+        # Workers finish the batches they already hold; nothing new is claimed.
+        assert during["pending"] == frozen["pending"] > 0
         call(conn, "resume_campaign", campaign)
         while plunk.progress(campaign)["sent"] < frozen["sent"] + 100:
             assert time.monotonic() < deadline
