@@ -62,6 +62,12 @@ def plots(res, fig_dir: Path) -> list[Path]:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     ax = axes[0]
     xs = [r["recipients"] for r in res.snapshot]
+    if not res.snapshot or not res.seed:
+        for a in axes:
+            a.text(0.5, 0.5, "not measured in this run", ha="center", va="center")
+        fig.savefig(fig_dir / "time_vs_size.png", dpi=110)
+        plt.close(fig)
+        return [*made, fig_dir / "time_vs_size.png"]
     ax.plot(xs, [r["toolkit_s"] for r in res.snapshot], "o-", label="snapshot (start_campaign)")
     ax.plot(xs, [r["floor_s"] for r in res.snapshot], "s--", label="floor: INSERT ... SELECT")
     ax.set_xscale("log")

@@ -561,7 +561,7 @@ def phase_sweep(dbs: Databases, cfg: Config, res: Results) -> None:
         conn.execute(
             'INSERT INTO public.contacts (id, email, "projectId", "updatedAt")'
             " SELECT 'sw' || i, 'sw' || i || '@example.com', 'swp', timezone('UTC', now())"
-            " FROM generate_series(1, %s) AS i",
+            " FROM generate_series(1, %s::integer) AS i",
             (n,),
         )
         cid = data.campaign(conn, "sweep", "swp")
@@ -572,7 +572,7 @@ def phase_sweep(dbs: Databases, cfg: Config, res: Results) -> None:
         conn.execute(
             "UPDATE plunk_sql.recipients SET state = 'sent', settled_at = now()"
             " WHERE campaign_id = %s AND contact_id IN"
-            " (SELECT 'sw' || i FROM generate_series(1, %s) AS i)",
+            " (SELECT 'sw' || i FROM generate_series(1, %s::integer) AS i)",
             (cid, half),
         )
         conn.execute(
@@ -582,11 +582,15 @@ def phase_sweep(dbs: Databases, cfg: Config, res: Results) -> None:
             "UPDATE plunk_sql.recipients SET state = 'claimed', claims = 1,"
             " lease_expires_at = now() + interval '1 hour'"
             " WHERE campaign_id = %s AND contact_id IN"
-            " (SELECT 'sw' || i FROM generate_series(%s, %s) AS i)",
+            " (SELECT 'sw' || i FROM generate_series(%s::integer, %s::integer) AS i)",
             (cid, half + 1, half + k),
         )
         conn.execute("VACUUM ANALYZE plunk_sql.recipients")
-        call = "SELECT plunk_sql.sweep()"
+        # One call handles every expired lease (the default sweep_batch_size is 1000).
+        conn.execute(
+            "UPDATE plunk_sql.settings SET value = %s WHERE key = 'sweep_batch_size'", (str(k),)
+        )
+        call = "SELECT * FROM plunk_sql.sweep()"
         empty, busy = [], []
         for rep in range(cfg.reps + 1):
             t = timed(lambda: conn.execute(call).fetchall())
@@ -598,7 +602,7 @@ def phase_sweep(dbs: Databases, cfg: Config, res: Results) -> None:
                 "UPDATE plunk_sql.recipients SET state = 'claimed', claims = claims + 1,"
                 " lease_expires_at = now() - interval '1 minute'"
                 " WHERE campaign_id = %s AND contact_id IN"
-                " (SELECT 'sw' || i FROM generate_series(%s, %s) AS i)",
+                " (SELECT 'sw' || i FROM generate_series(%s::integer, %s::integer) AS i)",
                 (cid, half + 1, half + k),
             )
             conn.execute("VACUUM ANALYZE plunk_sql.recipients")
