@@ -50,7 +50,7 @@ def plots(res, fig_dir: Path) -> list[Path]:
         ax.set_ylabel("recipients / s")
         ax.set_title("settle: one UPDATE per email" if settle == "per_email" else "settle: batched")
         ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
+        if rows:
             ax.legend(fontsize=7)
     fig.suptitle("Send path throughput (claim -> INSERT -> SENDING -> SENT), shared 2-core machine")
     fig.tight_layout()
