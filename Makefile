@@ -33,7 +33,7 @@ demo: $(STAMP)
 # PostgreSQL crash-restart; prints the figures and fails on any violation.
 STRESS_ARGS ?= --recipients 100000 --workers 8
 stress: $(STAMP)
-	$(PY) -m plunk_sql.chaos $(STRESS_ARGS) --json stress-report.json
+	$(PY) -m plunk_sql.chaos $(STRESS_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache
