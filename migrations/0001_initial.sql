@@ -52,6 +52,13 @@ CREATE TABLE IF NOT EXISTS plunk_sql.recipients (
     reason text
 );
 
+-- No statistics on state: they are always stale (a snapshot is analysed while
+-- everything is pending, then most rows move on), and an estimate of "no row is
+-- in_flight" made the planner scan the whole table once per settling statement
+-- instead of probing recipients_open_key per email. Without them the planner
+-- uses its default selectivity and probes the unique index.
+ALTER TABLE plunk_sql.recipients ALTER COLUMN state SET STATISTICS 0;
+
 -- Claim, link, settle and progress paths: only unsettled rows are indexed, so
 -- a claim never wades through the settled part of a big snapshot, and the
 -- link/settle lookups by (campaign, contact) stay small. Settled rows need no
@@ -61,14 +68,17 @@ CREATE UNIQUE INDEX IF NOT EXISTS recipients_open_key
     WHERE state IN ('pending', 'claimed', 'in_flight');
 
 -- Sweep path: expired leases, proportional to the claimed rows only.
+-- The extra IS NOT NULL is deliberate: queries that merely say state = 'claimed'
+-- (link, settle) cannot prove it, so the planner never picks this index over
+-- recipients_open_key for them; the sweep's `lease_expires_at < x` implies it.
 CREATE INDEX IF NOT EXISTS recipients_lease_idx
     ON plunk_sql.recipients (lease_expires_at)
-    WHERE state = 'claimed';
+    WHERE state = 'claimed' AND lease_expires_at IS NOT NULL;
 
--- Sweep path: abandoned in-flight emails.
+-- Sweep path: abandoned in-flight emails (same IS NOT NULL reasoning).
 CREATE INDEX IF NOT EXISTS recipients_in_flight_idx
     ON plunk_sql.recipients (in_flight_at)
-    WHERE state = 'in_flight';
+    WHERE state = 'in_flight' AND in_flight_at IS NOT NULL;
 
 -- Deleting a campaign (Plunk cascades to campaign_runs) removes its snapshot.
 CREATE OR REPLACE FUNCTION plunk_sql._campaign_runs_after_delete()
