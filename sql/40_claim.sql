@@ -29,6 +29,10 @@ SET search_path = pg_catalog, pg_temp
 -- in the batch for every later size, a cached hash join would not.
 SET enable_hashjoin = off
 SET enable_mergejoin = off
+-- The pick must be an ordered scan of recipients_open_idx that stops after
+-- batch_size rows, never a bitmap of every pending row followed by a sort.
+SET enable_bitmapscan = off
+SET enable_sort = off
 AS $$
 DECLARE
     v_campaign public.campaigns := plunk_sql.require_campaign(p_campaign_id);
