@@ -19,7 +19,8 @@
 --                         snapshot or the progress views, and cannot start,
 --                         pause, cancel, repair or sweep.
 --     plunk_sql_operator  start/preview, sweep, pause/resume, cancel, repair;
---                         SELECT on the progress views and the settings table.
+--                         SELECT on the progress views, stuck_campaigns, the
+--                         settings and sweep_state tables (when installed).
 --   Grant them to login roles: GRANT plunk_sql_worker TO mailer_login;
 --
 -- SECURITY DEFINER, and why
@@ -124,7 +125,8 @@ BEGIN
         END IF;
     END LOOP;
     FOREACH v_rel IN ARRAY ARRAY['plunk_sql.campaign_progress', 'plunk_sql.recipient_outcomes',
-                                 'plunk_sql.settings'] LOOP
+                                 'plunk_sql.stuck_campaigns', 'plunk_sql.settings',
+                                 'plunk_sql.sweep_state'] LOOP
         IF pg_catalog.to_regclass(v_rel) IS NOT NULL THEN
             statement := pg_catalog.format('GRANT SELECT ON %s TO plunk_sql_operator', v_rel);
             RETURN NEXT;
