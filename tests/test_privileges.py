@@ -4,12 +4,13 @@ that nothing in plunk_sql is executable by PUBLIC, and that every function pins 
 from __future__ import annotations
 
 import contextlib
+import os
 import uuid
 
 import psycopg
 import pytest
 
-from tests.factories import new_id
+from tests.factories import Plunk, new_id
 
 OPERATOR_ONLY = [
     "plunk_sql.start_campaign(text)",
@@ -64,8 +65,7 @@ def existing(conn: psycopg.Connection, signatures: list[str]) -> list[str]:
     ]
 
 
-@pytest.fixture
-def sending(plunk):
+def make_world(plunk: Plunk):
     """A SENDING campaign of 5 contacts plus a second project's contacts and campaign."""
     project = plunk.project()
     contacts = plunk.contacts(project, 5)
@@ -76,6 +76,26 @@ def sending(plunk):
     other_campaign = plunk.campaign(other)
     plunk.start(other_campaign)
     return project, contacts, campaign, other_campaign
+
+
+@pytest.fixture
+def sending(plunk):
+    return make_world(plunk)
+
+
+@pytest.fixture(scope="module")
+def shared(pg_server, template_db):
+    """One database for the read-only denial cases (each asserts that nothing changed)."""
+    name = f"plunk_sql_priv_{os.getpid()}"
+    with pg_server.admin() as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    url = pg_server.url(name)
+    with psycopg.connect(url, autocommit=True) as conn:
+        world = make_world(Plunk(conn))
+    yield url, world
+    with pg_server.admin() as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def insert_emails(c: psycopg.Connection, campaign: str, project: str, contacts: list[str]):
@@ -125,18 +145,21 @@ def test_privileges__worker_claims_creates_and_settles(db_url, conn, plunk, send
 
 
 @pytest.mark.parametrize("signature", OPERATOR_ONLY + INTERNAL)
-def test_privileges__worker_cannot_call_operator_or_internal_functions(
-    db_url, conn, sending, signature
-):
-    if not existing(conn, [signature]):
-        pytest.skip(f"{signature} is not installed in this version")
-    _, _, campaign, _ = sending
-    before = conn.execute("SELECT status::text FROM public.campaigns WHERE id = %s", (campaign,))
-    with as_role(db_url, "plunk_sql_worker") as w, pytest.raises(psycopg.Error) as err:
-        w.execute(call_sql(signature).replace("'x'", f"'{campaign}'"))
-    assert err.value.sqlstate == "42501"
-    after = conn.execute("SELECT status::text FROM public.campaigns WHERE id = %s", (campaign,))
-    assert before.fetchone() == after.fetchone() == ("SENDING",)
+def test_privileges__worker_cannot_call_operator_or_internal_functions(shared, signature):
+    db_url, (_, _, campaign, _) = shared
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        if not existing(conn, [signature]):
+            pytest.skip(f"{signature} is not installed in this version")
+        state = (
+            "SELECT c.status::text, r.sent, r.skipped, r.paused_at FROM public.campaigns AS c"
+            " JOIN plunk_sql.campaign_runs AS r ON r.campaign_id = c.id WHERE c.id = %s"
+        )
+        before = conn.execute(state, (campaign,)).fetchone()
+        with as_role(db_url, "plunk_sql_worker") as w, pytest.raises(psycopg.Error) as err:
+            w.execute(call_sql(signature).replace("'x'", f"'{campaign}'"))
+        assert err.value.sqlstate == "42501"
+        assert conn.execute(state, (campaign,)).fetchone() == before
+        assert before[0] == "SENDING"
 
 
 @pytest.mark.parametrize(
@@ -162,7 +185,8 @@ def test_privileges__worker_cannot_call_operator_or_internal_functions(
         "UPDATE plunk_sql.recipients SET state = 'pending'",
     ],
 )
-def test_privileges__worker_cannot_read_or_write_outside_its_door(db_url, sending, query):
+def test_privileges__worker_cannot_read_or_write_outside_its_door(shared, query):
+    db_url, _ = shared
     with as_role(db_url, "plunk_sql_worker") as w, pytest.raises(psycopg.Error) as err:
         w.execute(query)
     assert err.value.sqlstate == "42501", query
