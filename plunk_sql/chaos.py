@@ -135,6 +135,7 @@ def worker_main(url: str, campaign: str, project: str, batch: int, lease: str) -
     name = f"{WORKER_APP}-{os.getpid()}"
     rnd = random.Random()
     conn: psycopg.Connection | None = None
+    iteration = 0
     while True:
         try:
             if conn is None or conn.closed:
@@ -148,21 +149,24 @@ def worker_main(url: str, campaign: str, project: str, batch: int, lease: str) -
                 " RETURNING contact_id",
                 (name, campaign, batch, lease),
             ).fetchall()
+            iteration += 1
+            if not rows or iteration % 10 == 0:
+                # Drive emails whose worker died (the job queue's retry): now and then, and
+                # whenever there is nothing to claim.
+                stale = conn.execute(
+                    'SELECT id FROM public.emails WHERE "campaignId" = %s'
+                    " AND status::text IN ('PENDING', 'SENDING')"
+                    " AND \"updatedAt\" < timezone('UTC', now()) - interval '3 seconds'"
+                    " ORDER BY id LIMIT 200",
+                    (campaign,),
+                ).fetchall()
+                _settle(conn, [r[0] for r in stale], name)
             if not rows:
                 status = conn.execute(
                     "SELECT status::text FROM public.campaigns WHERE id = %s", (campaign,)
                 ).fetchone()
                 if status is None or status[0] != "SENDING":
                     return 0
-                # Tail: drive emails whose worker died (the job queue's retry).
-                stale = conn.execute(
-                    'SELECT id FROM public.emails WHERE "campaignId" = %s'
-                    " AND status::text IN ('PENDING', 'SENDING')"
-                    " AND \"updatedAt\" < timezone('UTC', now()) - interval '2 seconds'"
-                    " ORDER BY id LIMIT 200",
-                    (campaign,),
-                ).fetchall()
-                _settle(conn, [r[0] for r in stale], name)
                 time.sleep(0.1 + rnd.random() * 0.2)
                 continue
             ids = _insert_emails(conn, campaign, project, [r[0] for r in rows])
@@ -270,7 +274,7 @@ def setup(url: str, recipients: int) -> tuple[str, str]:
             # Killed workers leave claims and emails behind: short timeouts so the run ends.
             with contextlib.suppress(psycopg.Error):
                 conn.execute(
-                    "UPDATE plunk_sql.settings SET value = '20 seconds' WHERE key = 'abandon_timeout'"
+                    "UPDATE plunk_sql.settings SET value = '60 seconds' WHERE key = 'abandon_timeout'"
                 )
     return project, campaign
 
