@@ -11,7 +11,8 @@
 -- * Two NOLOGIN roles, created when the migrating user may create roles (else a
 --   NOTICE says so; `SELECT * FROM plunk_sql.privilege_statements()` prints the
 --   statements a superuser runs instead; docs/reliability.md lists them):
---     plunk_sql_worker    claim_batch; INSERT on public.emails; UPDATE of the
+--     plunk_sql_worker    claim_batch, campaign_message (the subject/body of a
+--                         SENDING toolkit campaign), utc_now; INSERT on public.emails; UPDATE of the
 --                         delivery columns of public.emails; SELECT of the few
 --                         emails columns an `UPDATE ... WHERE id = $1 AND
 --                         "sentAt" IS NULL` needs (no contact, subject or body).
@@ -46,6 +47,46 @@
 -- Locks: none at run time. During migrate: DDL on the toolkit's own functions,
 -- and GRANT on public.emails (a brief lock on its catalog entry).
 
+-- plunk_sql.campaign_message(campaign_id): what a worker needs to render the
+-- mail of a campaign it sends (subject, body, sender), without any right on
+-- public.campaigns: only for a SENDING campaign started by plunk_sql, so a
+-- worker cannot read drafts or other campaigns' content through it.
+--   22004 null id; P0002 unknown campaign; 55000 not a SENDING toolkit campaign.
+-- Locks: none (reads).
+CREATE OR REPLACE FUNCTION plunk_sql.campaign_message(p_campaign_id text)
+RETURNS TABLE (
+    campaign_id text,
+    project_id text,
+    subject text,
+    body text,
+    from_address text,
+    from_name text,
+    reply_to text
+)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_campaign public.campaigns := plunk_sql.require_campaign(p_campaign_id);
+BEGIN
+    IF v_campaign.status::text <> 'SENDING'
+        OR NOT EXISTS (SELECT 1 FROM plunk_sql.campaign_runs AS r WHERE r.campaign_id = p_campaign_id)
+    THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = pg_catalog.format('campaign %s is %s: its message is only handed out while plunk_sql sends it',
+                                        p_campaign_id, v_campaign.status);
+    END IF;
+    RETURN QUERY SELECT v_campaign.id, v_campaign."projectId", v_campaign.subject, v_campaign.body,
+                        v_campaign."from", v_campaign."fromName", v_campaign."replyTo";
+END
+$$;
+
+COMMENT ON FUNCTION plunk_sql.campaign_message(text) IS
+    'Subject, body and sender of a SENDING plunk_sql campaign, for workers without rights on public.campaigns. '
+    'Errors: 22004 null id, P0002 unknown campaign, 55000 not a SENDING toolkit campaign.';
+
 -- plunk_sql.privilege_statements(): the statements that set up the roles and
 -- grants, in order, for the functions that exist now. Each row is one
 -- statement; `kind` says what it needs: 'role' (CREATEROLE), 'plunk' (owning
@@ -63,6 +104,7 @@ DECLARE
         'plunk_sql.start_campaign(text)',
         'plunk_sql.preview_audience(text)',
         'plunk_sql.claim_batch(text, integer, interval)',
+        'plunk_sql.campaign_message(text)',
         'plunk_sql.sweep()',
         'plunk_sql.pause_campaign(text)',
         'plunk_sql.resume_campaign(text)',
@@ -73,7 +115,10 @@ DECLARE
         'plunk_sql.emails_after_delete()',
         'plunk_sql._campaign_runs_after_delete()'
     ];
-    v_worker text[] := ARRAY['plunk_sql.claim_batch(text, integer, interval)'];
+    -- utc_now(): workers stamp "updatedAt" the way the toolkit does (harmless, no data).
+    v_worker text[] := ARRAY['plunk_sql.claim_batch(text, integer, interval)',
+                             'plunk_sql.campaign_message(text)',
+                             'plunk_sql.utc_now()'];
     v_operator text[] := ARRAY[
         'plunk_sql.start_campaign(text)',
         'plunk_sql.preview_audience(text)',
@@ -81,7 +126,8 @@ DECLARE
         'plunk_sql.pause_campaign(text)',
         'plunk_sql.resume_campaign(text)',
         'plunk_sql.cancel_campaign(text)',
-        'plunk_sql.repair_campaign(text)'
+        'plunk_sql.repair_campaign(text)',
+        'plunk_sql.utc_now()'
     ];
     v_sig text;
     v_rel text;

@@ -261,6 +261,22 @@ CASES: list[tuple[str, str, tuple, str]] = [
         "22023",
     ),
     # emails triggers (a worker's INSERT/UPDATE)
+    # campaign_message (the worker's read of a campaign's content)
+    ("message__null", "SELECT * FROM plunk_sql.campaign_message(%s)", (None,), "22004"),
+    ("message__unknown", "SELECT * FROM plunk_sql.campaign_message(%s)", ("nope",), "P0002"),
+    ("message__draft", "SELECT * FROM plunk_sql.campaign_message(%s)", ("{draft}",), "55000"),
+    (
+        "message__legacy_sending",
+        "SELECT * FROM plunk_sql.campaign_message(%s)",
+        ("{legacy_sending}",),
+        "55000",
+    ),
+    (
+        "message__finished",
+        "SELECT * FROM plunk_sql.campaign_message(%s)",
+        ("{empty_done}",),
+        "55000",
+    ),
     # lifecycle (skipped when not installed)
     ("pause__null", "SELECT plunk_sql.pause_campaign(%s)", (None,), "22004"),
     ("pause__unknown", "SELECT plunk_sql.pause_campaign(%s)", ("nope",), "P0002"),

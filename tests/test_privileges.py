@@ -192,6 +192,23 @@ def test_privileges__worker_cannot_read_or_write_outside_its_door(shared, query)
     assert err.value.sqlstate == "42501", query
 
 
+def test_privileges__worker_reads_the_message_of_a_sending_campaign_only(db_url, plunk, sending):
+    project, _, campaign, _ = sending
+    draft = plunk.campaign(project)
+    with as_role(db_url, "plunk_sql_worker") as w:
+        row = w.execute(
+            "SELECT campaign_id, project_id, subject, from_address"
+            " FROM plunk_sql.campaign_message(%s)",
+            (campaign,),
+        ).fetchone()
+        assert row == (campaign, project, "Hello {{ data.firstName }}", "news@example.com")
+        with pytest.raises(psycopg.Error) as err:
+            w.execute("SELECT * FROM plunk_sql.campaign_message(%s)", (draft,))
+        assert err.value.sqlstate == "55000"
+        # Stamps "updatedAt" the toolkit's way (the worker's named queries do).
+        assert w.execute("SELECT plunk_sql.utc_now() IS NOT NULL").fetchone()[0]
+
+
 def test_privileges__worker_sees_only_claimed_recipients(db_url, conn, sending):
     """claim_batch is the only read path: it returns the claimed contacts of the named campaign."""
     _, contacts, campaign, other_campaign = sending
@@ -308,6 +325,7 @@ def test_privileges__security_definer_only_for_entry_points_and_triggers(conn):
         "plunk_sql.start_campaign(text)",
         "plunk_sql.preview_audience(text)",
         "plunk_sql.claim_batch(text,integer,interval)",
+        "plunk_sql.campaign_message(text)",
         "plunk_sql.emails_after_insert()",
         "plunk_sql.emails_after_update()",
         "plunk_sql.emails_after_delete()",
