@@ -31,7 +31,7 @@ demo: $(STAMP)
 
 # The long chaos run: 100,000 recipients, 8 worker processes, every fault kind, one
 # PostgreSQL crash-restart; prints the figures and fails on any violation.
-STRESS_ARGS ?= --recipients 100000 --workers 8
+STRESS_ARGS ?= --recipients 100000 --workers 8 --fault-rate 2
 stress: $(STAMP)
 	$(PY) -m plunk_sql.chaos $(STRESS_ARGS)
 
