@@ -144,6 +144,8 @@ class Model:
             raise Expected("55000")  # DRAFT (no SCHEDULED in this model), legacy, SENT
         if self.status != "SENDING":
             raise Expected("55000")
+        # A live claim (every claim here has a 1-hour lease) keeps the snapshot: CANCELLED.
+        live_claims = any(s == "claimed" for s in self.rec.values())
         for c, s in self.rec.items():
             if s in ("pending", "claimed"):
                 self.rec[c], self.reason[c] = "skipped", "cancelled"
@@ -154,7 +156,7 @@ class Model:
                 self.rec[c], self.reason[c] = "skipped", "email deleted"
         self.paused = False
         counts = self.counts()
-        if counts["sent"] == counts["failed"] == counts["in_flight"] == 0:
+        if counts["sent"] == counts["failed"] == counts["in_flight"] == 0 and not live_claims:
             self.status, self.started = "DRAFT", False
             self.rec, self.reason, self.email_of = {}, {}, {}
             return "DRAFT"
