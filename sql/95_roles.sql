@@ -5,6 +5,8 @@
 -- -----
 -- * Nothing in schema plunk_sql is executable by PUBLIC: every function is
 --   revoked from PUBLIC here, on every migrate, after all other files ran.
+--   One exception, plunk_sql.setting(text): an invoker-rights reader of
+--   plunk_sql.settings (the caller needs SELECT on that table anyway).
 --   (Schema-level ALTER DEFAULT PRIVILEGES cannot revoke PUBLIC's default
 --   EXECUTE, and the global form would touch the owner's functions in every
 --   schema of Plunk's database, so this file does it explicitly.)
@@ -129,6 +131,10 @@ DECLARE
         'plunk_sql.repair_campaign(text)',
         'plunk_sql.utc_now()'
     ];
+    -- Kept executable by PUBLIC: invoker-rights readers that only read what the
+    -- caller may already read (setting() selects from plunk_sql.settings, so a
+    -- caller without SELECT on it is refused by the table, not the function).
+    v_public text[] := ARRAY['plunk_sql.setting(text)'];
     v_sig text;
     v_rel text;
 BEGIN
@@ -153,6 +159,12 @@ BEGIN
     FOREACH v_sig IN ARRAY v_definer LOOP
         IF pg_catalog.to_regprocedure(v_sig) IS NOT NULL THEN
             statement := pg_catalog.format('ALTER FUNCTION %s SECURITY DEFINER', v_sig);
+            RETURN NEXT;
+        END IF;
+    END LOOP;
+    FOREACH v_sig IN ARRAY v_public LOOP
+        IF pg_catalog.to_regprocedure(v_sig) IS NOT NULL THEN
+            statement := pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO PUBLIC', v_sig);
             RETURN NEXT;
         END IF;
     END LOOP;
