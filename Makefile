@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint format demo bench clean
+.PHONY: venv test lint format demo bench clean stress
 
 venv: $(STAMP)
 
@@ -28,6 +28,12 @@ format: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m plunk_sql.cli demo
+
+# The long chaos run: 100,000 recipients, 8 worker processes, every fault kind, one
+# PostgreSQL crash-restart; prints the figures and fails on any violation.
+STRESS_ARGS ?= --recipients 100000 --workers 8 --fault-rate 2
+stress: $(STAMP)
+	$(PY) -m plunk_sql.chaos $(STRESS_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache
