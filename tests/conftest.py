@@ -112,3 +112,9 @@ def conn(db_url: str) -> Iterator[psycopg.Connection]:
 def plunk(conn: psycopg.Connection) -> Plunk:
     """Factory for Plunk rows (projects, contacts, campaigns, emails) in the test database."""
     return Plunk(conn)
+
+
+@pytest.fixture
+def plunk_factory_for():
+    """Build a Plunk factory on any connection (for databases outside the template)."""
+    return Plunk
