@@ -18,7 +18,8 @@ SMTP 4xx replies and dropped connections are retried with exponential backoff
 
 `stop()` (SIGINT/SIGTERM in the CLI) stops claiming; batches already claimed
 are delivered and settled, so nothing is lost or sent twice. A thread exits
-when the campaign is no longer SENDING or has nothing pending.
+when the campaign is no longer SENDING or has nothing pending (with `wait`:
+only when it is no longer SENDING).
 
 Template variables (as Plunk renders campaigns): every key of the contact's
 `data` at the top level, then `id` (the contact id), `email`, `data` (the whole
@@ -102,6 +103,9 @@ class WorkerConfig:
     backoff: float = 0.5  # first retry delay, doubled each time
     max_backoff: float = 30.0
     unsubscribe_base: str = "http://localhost:3000/unsubscribe"
+    # Keep polling while the campaign is SENDING even when nothing is pending (claims of a
+    # crashed worker come back when their lease expires and the sweep runs).
+    wait: bool = False
 
 
 @dataclass
@@ -355,8 +359,13 @@ class Worker:
     def _idle(self, client: Client) -> bool:
         """Nothing claimed: True to try again, False when this thread is done."""
         p = client.progress(self.config.campaign_id)
-        if p is None or p.status != "SENDING" or p.pending == 0:
+        if p is None or p.status != "SENDING":
             return False
+        if p.pending == 0:
+            if not self.config.wait:
+                return False
+            self._stop.wait(1.0)
+            return True
         # Paused, or the pending rows were locked by a concurrent claim: wait a little.
         self._stop.wait(0.5 if p.paused else 0.05)
         return True

@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         retries=args.retries,
         backoff=args.backoff,
         unsubscribe_base=args.unsubscribe_base,
+        wait=args.wait,
     )
     tty = sys.stdout.isatty() and not args.log
     worker = Worker(config, on_event=lambda event, **f: None if tty else log_line(event, **f))
@@ -149,6 +150,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--unsubscribe-base",
         default=os.environ.get("PLUNK_SQL_UNSUBSCRIBE_BASE", "http://localhost:3000/unsubscribe"),
         help="{{ unsubscribeUrl }} is this base + '/' + contact id",
+    )
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="keep running until the campaign leaves SENDING (not just until nothing is pending)",
     )
     p.add_argument("--log", action="store_true", help="JSON log lines even on a terminal")
     p.add_argument("--log-every", type=float, default=5.0, help="seconds between progress lines")
