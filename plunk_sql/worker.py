@@ -291,11 +291,14 @@ class Worker:
 
     # -- control ----------------------------------------------------------
 
-    def stop(self) -> None:
-        """Stop claiming; claimed work is still delivered and settled."""
+    def stop(self, *, emit: bool = True) -> None:
+        """Stop claiming; claimed work is still delivered and settled.
+
+        emit=False from a signal handler (printing there can re-enter stdout)."""
         if not self._stop.is_set():
             self._stop.set()
-            self._on_event("stopping")
+            if emit:
+                self._on_event("stopping")
 
     @property
     def stopping(self) -> bool:
@@ -324,8 +327,10 @@ class Worker:
         return any(t.is_alive() for t in self._threads)
 
     def join(self, timeout: float | None = None) -> None:
+        """Wait for every thread, or at most `timeout` seconds in all."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         for t in self._threads:
-            t.join(timeout)
+            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def run(self) -> WorkerStats:
         self.start()

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         )
 
     def on_signal(signum: int, _frame: object) -> None:
-        worker.stop()
+        worker.stop(emit=False)  # the loop below reports it
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -75,8 +75,15 @@ def run(args: argparse.Namespace) -> int:
     worker.start()
     with Client(url) as client:
         last_log = 0.0
+        reported_stop = False
         while worker.alive():
             worker.join(0.25 if tty else 1.0)
+            if worker.stopping and not reported_stop:
+                reported_stop = True
+                if tty:
+                    print("\nstopping: finishing claimed batches (no new claims)", flush=True)
+                else:
+                    log_line("stopping", campaign=campaign.id)
             p = client.progress(campaign.id)
             if p is None:
                 continue
@@ -86,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
             elif time.monotonic() - last_log >= args.log_every:
                 last_log = time.monotonic()
                 log_line("progress", campaign=campaign.id, **_counts(p), rate=round(meter.rate))
+        if worker.stopping and not reported_stop and not tty:
+            log_line("stopping", campaign=campaign.id)
         p = client.progress(campaign.id)
     s = worker.stats
     if tty:
