@@ -230,13 +230,13 @@ class Client:
         """plunk_sql.cancel_campaign: settle what is open; the resulting campaign status."""
         row = self._one("cancel_campaign", campaign_id=campaign_id)
         assert row is not None
-        return str(row["result"])
+        return str(row["status"])
 
     def repair(self, campaign_id: str) -> str:
         """plunk_sql.repair_campaign: finish a stuck campaign; what it did."""
         row = self._one("repair_campaign", campaign_id=campaign_id)
         assert row is not None
-        return str(row["result"])
+        return str(row["status"])
 
     def has_sweep(self) -> bool:
         """Whether this database has plunk_sql.sweep() (an older install may not)."""

@@ -40,10 +40,10 @@ SELECT plunk_sql.pause_campaign(%(campaign_id)s);
 SELECT plunk_sql.resume_campaign(%(campaign_id)s);
 
 -- name: cancel_campaign
-SELECT plunk_sql.cancel_campaign(%(campaign_id)s) AS result;
+SELECT plunk_sql.cancel_campaign(%(campaign_id)s) AS status;
 
 -- name: repair_campaign
-SELECT plunk_sql.repair_campaign(%(campaign_id)s) AS result;
+SELECT plunk_sql.repair_campaign(%(campaign_id)s) AS status;
 
 -- name: has_sweep
 SELECT to_regprocedure('plunk_sql.sweep()') IS NOT NULL;
