@@ -17,6 +17,9 @@ transaction it joins it (as a savepoint) and the caller commits.
 PostgreSQL errors the SQL functions document are raised as the exceptions of
 plunk_sql.errors (NotFound, IllegalTransition, InvalidCondition, ...); any
 other database error propagates unchanged. The SQL lives in queries.sql.
+
+`AsyncClient` offers the same calls for asyncio (psycopg.AsyncConnection or
+psycopg_pool.AsyncConnectionPool).
 """
 
 from __future__ import annotations
@@ -34,9 +37,9 @@ from plunk_sql.errors import from_pg
 from plunk_sql.queries import query
 
 try:  # psycopg_pool is a dependency, but keep the import cheap to fail
-    from psycopg_pool import ConnectionPool
+    from psycopg_pool import AsyncConnectionPool, ConnectionPool
 except ImportError:  # pragma: no cover
-    ConnectionPool = None  # type: ignore[assignment,misc]
+    AsyncConnectionPool = ConnectionPool = None  # type: ignore[assignment,misc]
 
 
 @dataclass(frozen=True)
@@ -242,3 +245,97 @@ class Client:
         """Whether this database has plunk_sql.sweep() (an older install may not)."""
         row = self._one("has_sweep")
         return bool(row and next(iter(row.values())))
+
+
+class AsyncClient:
+    """The same calls as Client for asyncio: `await AsyncClient.connect(url)`,
+    `AsyncClient(async_connection)` or `AsyncClient(async_pool)`; same results, same errors."""
+
+    def __init__(self, source: psycopg.AsyncConnection | Any, *, _owned: bool = False) -> None:
+        self._conn: psycopg.AsyncConnection | None = None
+        self._pool = None
+        self._owned = _owned
+        if isinstance(source, psycopg.AsyncConnection):
+            self._conn = source
+        elif AsyncConnectionPool is not None and isinstance(source, AsyncConnectionPool):
+            self._pool = source
+        else:
+            raise TypeError(
+                "AsyncClient needs a psycopg.AsyncConnection or a psycopg_pool.AsyncConnectionPool"
+                " (or use `await AsyncClient.connect(url)`)"
+            )
+
+    @classmethod
+    async def connect(cls, url: str) -> AsyncClient:
+        return cls(await psycopg.AsyncConnection.connect(url, autocommit=True), _owned=True)
+
+    async def close(self) -> None:
+        if self._owned and self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _fetch(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        try:
+            if self._pool is not None:
+                async with self._pool.connection() as conn:
+                    cur = conn.cursor(row_factory=dict_row)
+                    await cur.execute(query(name), params)
+                    return await cur.fetchall()
+            assert self._conn is not None, "client is closed"
+            async with self._conn.transaction():
+                cur = self._conn.cursor(row_factory=dict_row)
+                await cur.execute(query(name), params)
+                return await cur.fetchall()
+        except psycopg.Error as exc:
+            mapped = from_pg(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+
+    async def start(self, campaign_id: str) -> int:
+        return int((await self._fetch("start_campaign", {"campaign_id": campaign_id}))[0]["total"])
+
+    async def preview(self, campaign_id: str) -> int:
+        rows = await self._fetch("preview_audience", {"campaign_id": campaign_id})
+        return int(rows[0]["recipients"])
+
+    async def claim(
+        self, campaign_id: str, batch_size: int = 500, lease: timedelta = timedelta(minutes=5)
+    ) -> list[Recipient]:
+        params = {"campaign_id": campaign_id, "batch_size": batch_size, "lease": lease}
+        rows = await self._fetch("claim_batch", params)
+        return [Recipient(r["contact_id"], r["email"], r["data"] or {}) for r in rows]
+
+    async def progress(self, campaign_id: str) -> Progress | None:
+        rows = await self._fetch("campaign_progress", {"campaign_id": campaign_id})
+        return Progress(**rows[0]) if rows else None
+
+    async def all_progress(self) -> list[Progress]:
+        return [Progress(**r) for r in await self._fetch("all_campaign_progress", {})]
+
+    async def outcomes(self, campaign_id: str) -> list[Outcome]:
+        rows = await self._fetch("recipient_outcomes", {"campaign_id": campaign_id})
+        return [Outcome(**r) for r in rows]
+
+    async def sweep(self) -> list[SweepAction]:
+        return [SweepAction(**r) for r in await self._fetch("sweep", {})]
+
+    async def pause(self, campaign_id: str) -> None:
+        await self._fetch("pause_campaign", {"campaign_id": campaign_id})
+
+    async def resume(self, campaign_id: str) -> None:
+        await self._fetch("resume_campaign", {"campaign_id": campaign_id})
+
+    async def cancel(self, campaign_id: str) -> str:
+        rows = await self._fetch("cancel_campaign", {"campaign_id": campaign_id})
+        return str(rows[0]["status"])
+
+    async def repair(self, campaign_id: str) -> str:
+        rows = await self._fetch("repair_campaign", {"campaign_id": campaign_id})
+        return str(rows[0]["status"])

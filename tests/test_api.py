@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import psycopg
@@ -114,3 +115,30 @@ def test_api__rejects_unknown_source():
 def test_api__close_leaves_callers_connection_open(conn):
     Client(conn).close()
     assert not conn.closed
+
+
+def test_api__async_client_connection_and_pool(db_url, plunk):
+    from psycopg_pool import AsyncConnectionPool
+
+    from plunk_sql.api import AsyncClient
+
+    pid = plunk.project()
+    plunk.contacts(pid, 3)
+    cid = plunk.campaign(pid)
+
+    async def scenario() -> None:
+        async with await AsyncClient.connect(db_url) as client:
+            assert await client.preview(cid) == 3
+            assert await client.start(cid) == 3
+            got = await client.claim(cid, batch_size=2)
+            assert [type(r) for r in got] == [Recipient, Recipient]
+            with pytest.raises(errors.NotFound):
+                await client.start("nope")
+        async with AsyncConnectionPool(db_url, min_size=1, max_size=1, open=False) as pool:
+            client = AsyncClient(pool)
+            p = await client.progress(cid)
+            assert (p.claimed, p.pending) == (2, 1)
+            assert [x.campaign_id for x in await client.all_progress()] == [cid]
+            assert Outcome("claimed", None, 2) in await client.outcomes(cid)
+
+    asyncio.run(scenario())
