@@ -36,7 +36,7 @@ from psycopg.types.json import Jsonb
 
 from plunk_sql.api import Client
 from plunk_sql.cluster import start_cluster
-from plunk_sql.display import RateMeter, progress_line, table
+from plunk_sql.display import CLEAR_EOL, RateMeter, progress_line, table
 from plunk_sql.migrate import migrate
 from plunk_sql.smtp_sink import SmtpSink
 
@@ -232,7 +232,7 @@ def run_demo(
                         continue
                     meter.add(p.settled)
                     if tty:
-                        print("\r" + progress_line(p, meter), end="", flush=True)
+                        print("\r" + progress_line(p, meter) + CLEAR_EOL, end="", flush=True)
                     elif time.monotonic() - last_line > 5:
                         last_line = time.monotonic()
                         say(progress_line(p, meter))

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+CLEAR_EOL = "\x1b[K"  # erase what a longer previous line left on a terminal
+
 
 class RateMeter:
     """Settled recipients per second over a sliding window, and the ETA it implies."""

@@ -8,7 +8,7 @@ import time
 
 from plunk_sql.api import Client
 from plunk_sql.commands.common import EXIT_NOT_FOUND, EXIT_OK, database_url, fail
-from plunk_sql.display import RateMeter, log_line, progress_line
+from plunk_sql.display import CLEAR_EOL, RateMeter, log_line, progress_line
 from plunk_sql.errors import PlunkSqlError
 
 EXIT_INTERRUPTED = 130
@@ -31,7 +31,11 @@ def run(args: argparse.Namespace) -> int:
                 meter.add(p.settled)
                 done = p.finished or p.status != "SENDING"
                 if tty:
-                    print("\r" + progress_line(p, meter), end="\n" if done else "", flush=True)
+                    print(
+                        "\r" + progress_line(p, meter) + CLEAR_EOL,
+                        end="\n" if done else "",
+                        flush=True,
+                    )
                 else:
                     log_line(
                         "progress",

@@ -16,7 +16,7 @@ from datetime import timedelta
 
 from plunk_sql.api import Client
 from plunk_sql.commands.common import EXIT_ERROR, EXIT_OK, EXIT_USAGE, database_url, fail
-from plunk_sql.display import RateMeter, log_line, progress_line
+from plunk_sql.display import CLEAR_EOL, RateMeter, log_line, progress_line
 from plunk_sql.errors import PlunkSqlError
 from plunk_sql.worker import SmtpConfig, Worker, WorkerConfig
 
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
                 continue
             meter.add(p.settled)
             if tty:
-                print("\r" + progress_line(p, meter), end="", flush=True)
+                print("\r" + progress_line(p, meter) + CLEAR_EOL, end="", flush=True)
             elif time.monotonic() - last_log >= args.log_every:
                 last_log = time.monotonic()
                 log_line("progress", campaign=campaign.id, **_counts(p), rate=round(meter.rate))
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     s = worker.stats
     if tty:
         if p is not None:
-            print("\r" + progress_line(p, meter))
+            print("\r" + progress_line(p, meter) + CLEAR_EOL)
         print(
             f"worker: sent {s.sent}, failed {s.failed}, retried {s.retried} in "
             f"{time.monotonic() - started:.1f}s"
