@@ -8,7 +8,8 @@
 3. an SMTP sink (aiosmtpd) on a free port; `start` snapshots the audience;
 4. `plunk-sql worker --concurrency 4` sends; mid-send, some contacts that are
    not claimed yet unsubscribe, change their data out of the segment, or are
-   deleted; without pg_cron the sweep runs from Python every few seconds;
+   deleted; the sweep is scheduled with pg_cron on a cluster that has it, and
+   otherwise (and always on DATABASE_URL's server) runs from Python;
 5. a reconciliation table: snapshot size, sent, failed, skipped by reason
    (plunk_sql.recipient_outcomes), messages the sink received (must equal
    sent), the final status (must be SENT). Exit 1 when any check fails.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import os
 import subprocess
 import sys
@@ -64,15 +66,16 @@ def say(msg: str) -> None:
 
 
 @contextlib.contextmanager
-def demo_database(url: str | None = None, keep: bool = False) -> Iterator[tuple[str, str]]:
-    """(url, where): a fresh database, on `url`'s server or a throwaway cluster."""
+def demo_database(url: str | None = None, keep: bool = False) -> Iterator[tuple[str, str, bool]]:
+    """(url, where, pg_cron): a fresh database, on `url`'s server or a throwaway cluster;
+    pg_cron is True when the sweep may be scheduled there (our own cluster with pg_cron)."""
     name = f"plunk_demo_{uuid.uuid4().hex[:8]}"
     if url:
         admin = make_conninfo(url, dbname=conninfo_to_dict(url).get("dbname") or "postgres")
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         try:
-            yield make_conninfo(admin, dbname=name), "DATABASE_URL's server"
+            yield make_conninfo(admin, dbname=name), "DATABASE_URL's server", False
         finally:
             if not keep:
                 with psycopg.connect(admin, autocommit=True) as conn:
@@ -88,7 +91,7 @@ def demo_database(url: str | None = None, keep: bool = False) -> Iterator[tuple[
             if cluster.pg_cron:
                 conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
             conn.execute(f'CREATE DATABASE "{name}"')
-        yield cluster.url(name), where
+        yield cluster.url(name), where, cluster.pg_cron
     finally:
         if not keep:
             cluster.destroy()
@@ -174,6 +177,16 @@ def disrupt(url: str, campaign: str, snapshot: int, d: Disruption) -> None:
     d.done.set()
 
 
+def _migrate(url: str, *, schedule_sweep: bool) -> bool:
+    """migrate --with-plunk-tables; True when the sweep is now scheduled with pg_cron."""
+    if "schedule_sweep" not in inspect.signature(migrate).parameters:  # before pg_cron support
+        migrate(url, with_plunk_tables=True)
+        return False
+    result = migrate(url, with_plunk_tables=True, schedule_sweep=schedule_sweep)
+    scheduled = getattr(result, "cron", None)
+    return bool(scheduled and scheduled.mode == "pg_cron")
+
+
 def sweeper(url: str, stop: threading.Event) -> None:
     """The sweep, from Python, where pg_cron does not run it."""
     with Client(url) as client:
@@ -194,9 +207,11 @@ def run_demo(
     throwaway cluster (a database is created on it and dropped afterwards)."""
     t0 = time.monotonic()
     tty = sys.stdout.isatty()
-    with demo_database(database_url or os.environ.get("DATABASE_URL")) as (url, where):
+    with demo_database(database_url or os.environ.get("DATABASE_URL")) as (url, where, cron):
         say(f"database: {where} ({time.monotonic() - t0:.1f}s)")
-        migrate(url, with_plunk_tables=True)
+        # A database on someone's server is dropped at the end: never leave a cron job behind.
+        cron = _migrate(url, schedule_sweep=cron)
+        say("sweep: scheduled with pg_cron" if cron else "sweep: run from Python every 2s")
         with psycopg.connect(url, autocommit=True) as conn:
             _, campaign = seed(conn, contacts)
         say(f"seeded {contacts} contacts, a DYNAMIC segment and campaign {campaign}")
@@ -209,8 +224,11 @@ def run_demo(
             stop_sweep = threading.Event()
             helpers = [
                 threading.Thread(target=disrupt, args=(url, campaign, snapshot, d), daemon=True),
-                threading.Thread(target=sweeper, args=(url, stop_sweep), daemon=True),
             ]
+            if not cron:
+                helpers.append(
+                    threading.Thread(target=sweeper, args=(url, stop_sweep), daemon=True)
+                )
             for t in helpers:
                 t.start()
             log = stack.enter_context(

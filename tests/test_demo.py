@@ -57,7 +57,7 @@ def test_demo__reconciliation_fails_loudly(pg_server, capsys):
     from plunk_sql.migrate import migrate
     from plunk_sql.smtp_sink import SmtpSink
 
-    with demo.demo_database(pg_server.admin_url) as (url, _):
+    with demo.demo_database(pg_server.admin_url) as (url, _, _cron):
         migrate(url, with_plunk_tables=True)
         with psycopg.connect(url, autocommit=True) as conn:
             _, campaign = demo.seed(conn, 20)
