@@ -15,6 +15,7 @@ not counted as received.
 from __future__ import annotations
 
 import itertools
+import ssl
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from email import message_from_bytes, policy
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from plunk_sql.cluster import free_port
 
@@ -53,11 +55,19 @@ class SmtpSink:
         *,
         responder: Responder | None = None,
         keep: bool = False,
+        auth: tuple[str, str] | None = None,
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
+        """tls_context offers STARTTLS and requires it; auth=(user, password) also requires
+        SMTP AUTH (PLAIN/LOGIN), after STARTTLS (so it needs tls_context)."""
+        if auth is not None and tls_context is None:
+            raise ValueError("SmtpSink: auth needs a tls_context (AUTH only after STARTTLS)")
         self.host = host
         self.port = port or free_port()
         self.responder = responder
         self.keep = keep
+        self.auth = auth
+        self.tls_context = tls_context
         self.messages: list[ReceivedMessage] = []
         self.by_rcpt: Counter[str] = Counter()
         self.attempts: Counter[str] = Counter()
@@ -108,8 +118,25 @@ class SmtpSink:
                     )
         return f"250 2.0.0 Ok: queued as {queue_id}"
 
+    def _authenticate(self, server, session, envelope, mechanism, data) -> AuthResult:
+        ok = (
+            isinstance(data, LoginPassword)
+            and self.auth is not None
+            and (data.login.decode(), data.password.decode()) == self.auth
+        )
+        return AuthResult(success=ok, handled=False)
+
     def start(self) -> SmtpSink:
-        self._controller = Controller(_Handler(self), hostname=self.host, port=self.port)
+        kwargs: dict = {}
+        if self.auth is not None:
+            kwargs |= {
+                "auth_required": True,
+                "auth_require_tls": True,
+                "authenticator": self._authenticate,
+            }
+        if self.tls_context is not None:
+            kwargs |= {"tls_context": self.tls_context, "require_starttls": True}
+        self._controller = Controller(_Handler(self), hostname=self.host, port=self.port, **kwargs)
         self._controller.start()
         return self
 

@@ -220,11 +220,15 @@ class SmtpSender:
             )
         else:
             smtp = smtplib.SMTP(c.host, c.port, timeout=c.timeout)
-            if c.starttls:
+        try:
+            if c.starttls and not c.ssl:
                 smtp.starttls(context=context)
-        smtp.ehlo_or_helo_if_needed()
-        if c.username:
-            smtp.login(c.username, c.password or "")
+            smtp.ehlo_or_helo_if_needed()
+            if c.username:
+                smtp.login(c.username, c.password or "")
+        except BaseException:
+            smtp.close()
+            raise
         return smtp
 
     def close(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -188,3 +189,49 @@ def test_worker__smtp_url(url, expected):
 def test_worker__smtp_url_rejects_other_schemes():
     with pytest.raises(ValueError, match="smtp://"):
         SmtpConfig.from_url("http://h")
+
+
+@pytest.fixture(scope="module")
+def tls_context(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tls")
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", "/CN=localhost", "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(d / "cert.pem", d / "key.pem")
+    return ctx
+
+
+def test_worker__starttls_and_auth(db_url, conn, plunk, tls_context):
+    _, cid, ids = _campaign(plunk, conn, 2)
+    with SmtpSink(auth=("mailer", "s3cret"), tls_context=tls_context) as sink:
+        smtp = SmtpConfig.from_url(
+            f"smtp://mailer:s3cret@{sink.host}:{sink.port}?starttls=1&verify=0"
+        )
+        stats = Worker(WorkerConfig(db_url, cid, smtp, concurrency=1)).run()
+    assert (stats.sent, stats.failed) == (2, 0)
+    assert set(sink.by_rcpt) == {f"{i}@example.com" for i in ids}
+
+
+def test_worker__plaintext_is_refused_where_starttls_is_required(db_url, conn, plunk, tls_context):
+    _, cid, _ = _campaign(plunk, conn, 1)
+    with SmtpSink(tls_context=tls_context) as sink:
+        stats = Worker(_config(db_url, cid, sink, retries=0)).run()
+    assert (stats.sent, stats.failed, sink.received) == (0, 1, 0)
+    assert "530" in _email_rows(conn, cid)[0][4]  # "Must issue a STARTTLS command first"
+
+
+def test_worker__wrong_password_fails_at_once(db_url, conn, plunk, tls_context):
+    _, cid, _ = _campaign(plunk, conn, 1)
+    with SmtpSink(auth=("mailer", "s3cret"), tls_context=tls_context) as sink:
+        smtp = SmtpConfig.from_url(
+            f"smtp://mailer:wrong@{sink.host}:{sink.port}?starttls=1&verify=0"
+        )
+        stats = Worker(WorkerConfig(db_url, cid, smtp, concurrency=1, backoff=0.01)).run()
+    assert (stats.sent, stats.failed, stats.retried) == (0, 1, 0)
+    assert "535" in _email_rows(conn, cid)[0][4]
