@@ -74,7 +74,10 @@ BEGIN
     UPDATE public.campaigns AS c
     SET "sentCount" = v_sent,
         status = CASE
-            WHEN v_open = 0 AND c.status::text = 'SENDING' THEN 'SENT'::public."CampaignStatus"
+            WHEN v_open = 0 AND c.status::text = 'SENDING'
+                 -- cancel_campaign settles what is open without declaring it SENT.
+                 AND pg_catalog.current_setting('plunk_sql.cancelling', true) IS DISTINCT FROM p_campaign_id
+                THEN 'SENT'::public."CampaignStatus"
             ELSE c.status
         END,
         "updatedAt" = plunk_sql.utc_now()
@@ -168,7 +171,13 @@ BEGIN
         WHERE r.email_id IS DISTINCT FROM e.id
         ORDER BY e."campaignId", e."contactId"
         LIMIT 1;
-        IF v_bad.state IS NULL THEN
+        IF NOT FOUND THEN
+            -- The snapshot was removed while this statement waited for its rows
+            -- (cancel_campaign going back to DRAFT): nothing may be mailed.
+            RAISE EXCEPTION USING
+                ERRCODE = 'object_not_in_prerequisite_state',
+                MESSAGE = 'the campaign was cancelled while its emails were inserted: no email may be created';
+        ELSIF v_bad.state IS NULL THEN
             RAISE EXCEPTION USING
                 ERRCODE = 'foreign_key_violation',
                 MESSAGE = pg_catalog.format('contact %s is not a recipient of campaign %s (not in its snapshot)',

@@ -92,7 +92,7 @@ def test_migrate__existing_plunk_database_gets_no_drift(empty_db):
     result = migrate(empty_db)  # no flag: the Plunk tables are there
 
     assert not result.created_plunk_tables
-    assert result.applied_migrations == ["0001_initial"]
+    assert result.applied_migrations == ["0001_initial", "0002_settings"]
     assert _fingerprint(empty_db) == before
     with psycopg.connect(empty_db) as conn:
         triggers = {
@@ -135,7 +135,10 @@ def test_migrate__conninfo_string_works(empty_db):
 
     kv = make_conninfo(**conninfo_to_dict(empty_db))  # "host=... dbname=..." form
     assert "://" not in kv
-    assert migrate(kv, with_plunk_tables=True).applied_migrations == ["0001_initial"]
+    assert migrate(kv, with_plunk_tables=True).applied_migrations == [
+        "0001_initial",
+        "0002_settings",
+    ]
 
 
 def test_packaging__wheel_ships_sql_and_migrations(tmp_path):
