@@ -241,11 +241,6 @@ class Client:
         assert row is not None
         return str(row["status"])
 
-    def has_sweep(self) -> bool:
-        """Whether this database has plunk_sql.sweep() (an older install may not)."""
-        row = self._one("has_sweep")
-        return bool(row and next(iter(row.values())))
-
 
 class AsyncClient:
     """The same calls as Client for asyncio: `await AsyncClient.connect(url)`,

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import inspect
 import os
 import subprocess
 import sys
@@ -179,19 +178,13 @@ def disrupt(url: str, campaign: str, snapshot: int, d: Disruption) -> None:
 
 def _migrate(url: str, *, schedule_sweep: bool) -> bool:
     """migrate --with-plunk-tables; True when the sweep is now scheduled with pg_cron."""
-    if "schedule_sweep" not in inspect.signature(migrate).parameters:  # before pg_cron support
-        migrate(url, with_plunk_tables=True)
-        return False
     result = migrate(url, with_plunk_tables=True, schedule_sweep=schedule_sweep)
-    scheduled = getattr(result, "cron", None)
-    return bool(scheduled and scheduled.mode == "pg_cron")
+    return result.cron is not None and result.cron.mode == "pg_cron"
 
 
 def sweeper(url: str, stop: threading.Event) -> None:
     """The sweep, from Python, where pg_cron does not run it."""
     with Client(url) as client:
-        if not client.has_sweep():
-            return
         while not stop.wait(2.0):
             client.sweep()
 

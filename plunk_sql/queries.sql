@@ -45,9 +45,6 @@ SELECT plunk_sql.cancel_campaign(%(campaign_id)s) AS status;
 -- name: repair_campaign
 SELECT plunk_sql.repair_campaign(%(campaign_id)s) AS status;
 
--- name: has_sweep
-SELECT to_regprocedure('plunk_sql.sweep()') IS NOT NULL;
-
 -- Reference worker (plunk_sql.worker) ------------------------------------
 
 -- name: campaign_for_send
