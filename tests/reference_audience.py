@@ -17,7 +17,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -475,7 +475,3 @@ def audience(world: World, campaign: Campaign) -> set[str]:
         for c in world.contacts
         if c.project_id == campaign.project_id and (c.subscribed or not consent) and pred(c)
     }
-
-
-def now_utc() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)

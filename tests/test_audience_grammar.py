@@ -13,7 +13,6 @@ import pytest
 
 from tests.factories import Plunk
 
-
 MISSING = object()
 
 
