@@ -78,9 +78,9 @@ def load(conn: psycopg.Connection, n: int) -> None:
     conn.execute(
         'INSERT INTO public.contacts (id, email, data, subscribed, "projectId", "updatedAt")'
         " SELECT 'c' || lpad(i::text, 8, '0'), 'user' || i || '@example.com',"
-        " jsonb_build_object('plan', (ARRAY['free','pro','pro','enterprise'])[1 + i % 4],"
-        "   'age', 18 + i % 60, 'signup', to_char(date '2026-01-01' + (i % 300), 'YYYY-MM-DD')),"
-        " i % 10 <> 0, 'p', timezone('UTC', now())"
+        " jsonb_build_object('plan', (ARRAY['free','pro','pro','enterprise'])[1 + i %% 4],"
+        "   'age', 18 + i %% 60, 'signup', to_char(date '2026-01-01' + (i %% 300), 'YYYY-MM-DD')),"
+        " i %% 10 <> 0, 'p', timezone('UTC', now())"
         " FROM generate_series(1, %s) AS i",
         (n,),
     )
@@ -88,15 +88,15 @@ def load(conn: psycopg.Connection, n: int) -> None:
     conn.execute(
         'INSERT INTO public.events (id, name, data, "projectId", "contactId", "createdAt")'
         " SELECT 'e' || i, 'signup', '{}', 'p', 'c' || lpad(i::text, 8, '0'),"
-        " timezone('UTC', now()) - (i % 200) * interval '1 day'"
-        " FROM generate_series(1, %s) AS i WHERE i % 5 <> 0",
+        " timezone('UTC', now()) - (i %% 200) * interval '1 day'"
+        " FROM generate_series(1, %s) AS i WHERE i %% 5 <> 0",
         (n,),
     )
     conn.execute(
         'INSERT INTO public.events (id, name, data, "projectId", "contactId", "createdAt")'
         " SELECT 'ep' || i, 'purchase', '{}', 'p', 'c' || lpad(i::text, 8, '0'),"
-        " timezone('UTC', now()) - (i % 50) * interval '1 day'"
-        " FROM generate_series(1, %s) AS i WHERE i % 5 = 0",
+        " timezone('UTC', now()) - (i %% 50) * interval '1 day'"
+        " FROM generate_series(1, %s) AS i WHERE i %% 5 = 0",
         (n,),
     )
     # Half the contacts have an email; a third of those opened it, a tenth clicked.
@@ -104,11 +104,11 @@ def load(conn: psycopg.Connection, n: int) -> None:
         'INSERT INTO public.emails (id, "contactId", subject, body, "from", "sourceType", status,'
         ' "projectId", "sentAt", "openedAt", "clickedAt", "updatedAt")'
         " SELECT 'm' || i, 'c' || lpad(i::text, 8, '0'), 's', 'b', 'f@example.com',"
-        " 'TRANSACTIONAL', 'SENT', 'p', timezone('UTC', now()) - (i % 40) * interval '1 day',"
-        " CASE WHEN i % 3 = 0 THEN timezone('UTC', now()) - (i % 20) * interval '1 day' END,"
-        " CASE WHEN i % 10 = 0 THEN timezone('UTC', now()) - (i % 60) * interval '1 day' END,"
+        " 'TRANSACTIONAL', 'SENT', 'p', timezone('UTC', now()) - (i %% 40) * interval '1 day',"
+        " CASE WHEN i %% 3 = 0 THEN timezone('UTC', now()) - (i %% 20) * interval '1 day' END,"
+        " CASE WHEN i %% 10 = 0 THEN timezone('UTC', now()) - (i %% 60) * interval '1 day' END,"
         " timezone('UTC', now())"
-        " FROM generate_series(1, %s) AS i WHERE i % 2 = 0",
+        " FROM generate_series(1, %s) AS i WHERE i %% 2 = 0",
         (n,),
     )
     conn.execute("VACUUM ANALYZE")
