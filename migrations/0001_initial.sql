@@ -36,8 +36,8 @@ CREATE TABLE IF NOT EXISTS plunk_sql.campaign_runs (
 -- The snapshot: one row per (campaign, contact), written once by start_campaign.
 -- Deliberately no foreign key and no primary key: a per-row RI check and a
 -- second index would double the cost of a million-row snapshot. The snapshot
--- cannot produce duplicates (contacts.id is unique), open rows are unique by
--- recipients_open_key, and campaign_runs deletes its rows by trigger.
+-- cannot produce duplicates (contacts.id is unique) and is the only writer of
+-- new rows; campaign_runs deletes its rows by trigger.
 CREATE TABLE IF NOT EXISTS plunk_sql.recipients (
     campaign_id text NOT NULL,
     contact_id text NOT NULL,
@@ -52,23 +52,37 @@ CREATE TABLE IF NOT EXISTS plunk_sql.recipients (
     reason text
 );
 
+-- No statistics on state: they are always stale (a snapshot is analysed while
+-- everything is pending, then most rows move on), and an estimate of "no row is
+-- in_flight" made the planner scan the whole table once per settling statement
+-- instead of probing recipients_open_idx per email. Without them the planner
+-- uses its default selectivity and probes the unique index.
+ALTER TABLE plunk_sql.recipients ALTER COLUMN state SET STATISTICS 0;
+
 -- Claim, link, settle and progress paths: only unsettled rows are indexed, so
--- a claim never wades through the settled part of a big snapshot, and the
--- link/settle lookups by (campaign, contact) stay small. Settled rows need no
--- lookup: a late status change of a settled recipient is a no-op by design.
-CREATE UNIQUE INDEX IF NOT EXISTS recipients_open_key
-    ON plunk_sql.recipients (campaign_id, contact_id)
+-- a claim never wades through the settled part of a big snapshot. With state in
+-- the key every hot query is one exact range: a claim reads (campaign, 'pending')
+-- in contact order and stops after batch_size rows; link and settle probe
+-- (campaign, 'claimed'|'in_flight', contact). A late status change of a settled
+-- recipient finds nothing here, which is exactly the no-op it should be.
+-- One row per (campaign, contact) is guaranteed by the snapshot's INSERT ...
+-- SELECT from contacts (unique ids), the only writer of new rows.
+CREATE INDEX IF NOT EXISTS recipients_open_idx
+    ON plunk_sql.recipients (campaign_id, state, contact_id)
     WHERE state IN ('pending', 'claimed', 'in_flight');
 
 -- Sweep path: expired leases, proportional to the claimed rows only.
+-- The extra IS NOT NULL is deliberate: queries that merely say state = 'claimed'
+-- (link, settle) cannot prove it, so the planner never picks this index over
+-- recipients_open_idx for them; the sweep's `lease_expires_at < x` implies it.
 CREATE INDEX IF NOT EXISTS recipients_lease_idx
     ON plunk_sql.recipients (lease_expires_at)
-    WHERE state = 'claimed';
+    WHERE state = 'claimed' AND lease_expires_at IS NOT NULL;
 
--- Sweep path: abandoned in-flight emails.
+-- Sweep path: abandoned in-flight emails (same IS NOT NULL reasoning).
 CREATE INDEX IF NOT EXISTS recipients_in_flight_idx
     ON plunk_sql.recipients (in_flight_at)
-    WHERE state = 'in_flight';
+    WHERE state = 'in_flight' AND in_flight_at IS NOT NULL;
 
 -- Deleting a campaign (Plunk cascades to campaign_runs) removes its snapshot.
 CREATE OR REPLACE FUNCTION plunk_sql._campaign_runs_after_delete()

@@ -7,14 +7,14 @@ file of sql/ in one transaction. Re-running is a no-op.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from yoyo import get_backend, read_migrations
 
-from plunk_sql import resources
+from plunk_sql import cron, resources
 
 SCHEMA = "plunk_sql"
 
@@ -28,6 +28,8 @@ class MigrateResult:
     created_plunk_tables: bool
     applied_migrations: list[str]
     function_files: list[str]
+    # pg_cron scheduling of the sweep (None when scheduling was turned off).
+    cron: cron.ScheduleResult | None = field(default=None)
 
 
 def yoyo_url(database_url: str) -> str:
@@ -62,7 +64,11 @@ def apply_functions(conn: psycopg.Connection) -> list[str]:
     return [p.name for p in files]
 
 
-def migrate(database_url: str, *, with_plunk_tables: bool = False) -> MigrateResult:
+def migrate(
+    database_url: str, *, with_plunk_tables: bool = False, schedule_sweep: bool | None = None
+) -> MigrateResult:
+    """schedule_sweep: schedule the sweep with pg_cron (plunk_sql.cron) after installing;
+    None means yes unless PLUNK_SQL_SCHEDULE_SWEEP=0."""
     created = False
     with psycopg.connect(database_url, autocommit=True) as conn:
         if not has_plunk_tables(conn):
@@ -89,4 +95,7 @@ def migrate(database_url: str, *, with_plunk_tables: bool = False) -> MigrateRes
 
     with psycopg.connect(database_url, autocommit=True) as conn:
         files = apply_functions(conn)
-    return MigrateResult(created, applied, files)
+    if schedule_sweep is None:
+        schedule_sweep = cron.enabled_by_env()
+    scheduled = cron.schedule_sweep(database_url) if schedule_sweep else None
+    return MigrateResult(created, applied, files, scheduled)

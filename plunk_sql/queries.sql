@@ -29,3 +29,110 @@ SELECT state, reason, recipients
 FROM plunk_sql.recipient_outcomes
 WHERE campaign_id = %(campaign_id)s
 ORDER BY state, reason NULLS FIRST;
+
+-- name: sweep
+SELECT action, campaign_id, affected FROM plunk_sql.sweep();
+
+-- name: pause_campaign
+SELECT plunk_sql.pause_campaign(%(campaign_id)s);
+
+-- name: resume_campaign
+SELECT plunk_sql.resume_campaign(%(campaign_id)s);
+
+-- name: cancel_campaign
+SELECT plunk_sql.cancel_campaign(%(campaign_id)s) AS status;
+
+-- name: repair_campaign
+SELECT plunk_sql.repair_campaign(%(campaign_id)s) AS status;
+
+-- name: repair_preview
+-- What repair_campaign would do (dry run): no lock, no write.
+SELECT c.id AS campaign_id,
+       c.status::text AS status,
+       EXISTS (SELECT 1 FROM plunk_sql.campaign_runs AS r WHERE r.campaign_id = c.id) AS toolkit,
+       c."totalRecipients" AS total_recipients,
+       c."sentCount" AS sent_count,
+       e.created,
+       e.sent,
+       e.open
+FROM public.campaigns AS c
+CROSS JOIN LATERAL (
+    SELECT count(*)::integer AS created,
+           count(m."sentAt")::integer AS sent,
+           count(*) FILTER (WHERE m.status::text IN ('PENDING', 'SENDING'))::integer AS open
+    FROM public.emails AS m
+    WHERE m."campaignId" = c.id
+) AS e
+WHERE c.id = %(campaign_id)s;
+
+-- name: stuck_campaigns
+SELECT campaign_id, project_id, status, reason, since, total, open_recipients, open_emails,
+       repairable, hint
+FROM plunk_sql.stuck_campaigns
+ORDER BY since, campaign_id;
+
+-- name: legacy_stuck_campaigns
+SELECT campaign_id
+FROM plunk_sql.stuck_campaigns
+WHERE reason = 'sending without snapshot'
+ORDER BY since, campaign_id;
+
+-- name: settings
+SELECT key, value, description FROM plunk_sql.settings ORDER BY key;
+
+-- name: cron_database
+SELECT current_setting('cron.database_name', true) AS cron_database;
+
+-- name: cron_settings
+SELECT current_database() AS dbname,
+       plunk_sql.setting('sweep_schedule') AS sweep_schedule,
+       plunk_sql.setting('prune_schedule') AS prune_schedule,
+       plunk_sql.setting('job_run_details_retention') AS retention;
+
+-- name: cron_available
+SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name = 'pg_cron';
+
+-- name: cron_extension_version
+SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pg_cron';
+
+-- name: cron_job
+SELECT jobid, jobname, schedule, command, database, username, active
+FROM cron.job
+WHERE jobname = %(jobname)s
+ORDER BY jobid DESC
+LIMIT 1;
+
+-- name: cron_last_run
+SELECT status, start_time, end_time, return_message
+FROM cron.job_run_details
+WHERE jobid = %(jobid)s
+ORDER BY runid DESC
+LIMIT 1;
+
+-- name: cron_unschedule
+SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = %(jobname)s;
+
+-- name: sweep_loop_sessions
+SELECT count(*)::integer AS sessions
+FROM pg_catalog.pg_stat_activity
+WHERE datname = current_database()
+  AND application_name = 'plunk-sql sweep --every';
+
+-- name: has_sweep_state
+SELECT to_regclass('plunk_sql.sweep_state') IS NOT NULL AS present;
+
+-- name: sweep_state
+SELECT last_run_at, last_actions FROM plunk_sql.sweep_state;
+
+-- name: doctor_triggers
+SELECT t.tgname AS name, t.tgenabled <> 'D' AS enabled
+FROM pg_catalog.pg_trigger AS t
+WHERE t.tgrelid = to_regclass('public.emails')
+  AND t.tgname IN ('plunk_sql_emails_after_insert', 'plunk_sql_emails_after_update',
+                   'plunk_sql_emails_after_delete')
+ORDER BY t.tgname;
+
+-- name: doctor_versions
+SELECT current_setting('server_version') AS server_version,
+       (SELECT string_agg(migration_id, ',' ORDER BY migration_id)
+        FROM plunk_sql._yoyo_migration) AS migrations;

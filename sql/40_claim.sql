@@ -24,6 +24,15 @@ CREATE OR REPLACE FUNCTION plunk_sql.claim_batch(
 RETURNS TABLE (contact_id text, email text, data jsonb)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- Plans of trigger/claim queries are cached per session, planned once with
+-- whatever batch size came first; nested loops over index probes stay linear
+-- in the batch for every later size, a cached hash join would not.
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+-- The pick must be an ordered scan of recipients_open_idx that stops after
+-- batch_size rows, never a bitmap of every pending row followed by a sort.
+SET enable_bitmapscan = off
+SET enable_sort = off
 AS $$
 DECLARE
     v_campaign public.campaigns := plunk_sql.require_campaign(p_campaign_id);

@@ -4,24 +4,11 @@
 -- campaign_runs row, then the campaigns row. Keeping one order means a settling
 -- statement and a claim that skips contacts can never deadlock.
 
--- plunk_sql.email_outcome(status): what an email status means for its
--- recipient: 'sent', 'failed', or NULL while it is still open (PENDING,
--- SENDING). Compares text so it works on every EmailStatus enum version.
-CREATE OR REPLACE FUNCTION plunk_sql.email_outcome(p_status text)
-RETURNS plunk_sql.recipient_state
-LANGUAGE sql
-IMMUTABLE
-PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-RETURN CASE
-    WHEN p_status IN ('PENDING', 'SENDING') THEN NULL
-    WHEN p_status IN ('FAILED', 'SUPPRESSED') THEN 'failed'::plunk_sql.recipient_state
-    WHEN p_status IS NULL THEN NULL
-    ELSE 'sent'::plunk_sql.recipient_state
-END;
-
-COMMENT ON FUNCTION plunk_sql.email_outcome(text) IS
-    'Recipient outcome of an email status: failed for FAILED/SUPPRESSED, NULL for PENDING/SENDING, sent otherwise.';
+-- An email status settles its recipient as 'failed' for FAILED/SUPPRESSED, as
+-- 'sent' for every other status but PENDING/SENDING (the only open ones).
+-- Written inline below (not as a function): a per-row call of a function with a
+-- pinned search_path cannot be inlined and costs a GUC save/restore per email.
+-- Statuses are compared as text so every EmailStatus enum version works.
 
 -- plunk_sql.notify_finished(campaign_id): NOTIFY channel plunk_sql_campaign_finished
 -- with a JSON payload {"campaign_id", "status", "total", "sent", "failed", "skipped"}.
@@ -87,7 +74,10 @@ BEGIN
     UPDATE public.campaigns AS c
     SET "sentCount" = v_sent,
         status = CASE
-            WHEN v_open = 0 AND c.status::text = 'SENDING' THEN 'SENT'::public."CampaignStatus"
+            WHEN v_open = 0 AND c.status::text = 'SENDING'
+                 -- cancel_campaign settles what is open without declaring it SENT.
+                 AND pg_catalog.current_setting('plunk_sql.cancelling', true) IS DISTINCT FROM p_campaign_id
+                THEN 'SENT'::public."CampaignStatus"
             ELSE c.status
         END,
         "updatedAt" = plunk_sql.utc_now()
@@ -114,6 +104,11 @@ CREATE OR REPLACE FUNCTION plunk_sql.emails_after_insert()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- Plans of trigger/claim queries are cached per session, planned once with
+-- whatever batch size came first; nested loops over index probes stay linear
+-- in the batch for every later size, a cached hash join would not.
+SET enable_hashjoin = off
+SET enable_mergejoin = off
 AS $$
 DECLARE
     v_expected integer;
@@ -129,7 +124,13 @@ BEGIN
 
     WITH mine AS (
         SELECT e.id, e."campaignId" AS campaign_id, e."contactId" AS contact_id,
-               plunk_sql.email_outcome(e.status::text) AS outcome, e.status::text AS status, e.error
+               CASE
+                   WHEN e.status::text IN ('PENDING', 'SENDING') THEN NULL
+                   WHEN e.status::text IN ('FAILED', 'SUPPRESSED') THEN 'failed'::plunk_sql.recipient_state
+                   ELSE 'sent'::plunk_sql.recipient_state
+               END AS outcome,
+               e.status::text AS status,
+               e.error
         FROM new_emails AS e
         JOIN plunk_sql.campaign_runs AS run ON run.campaign_id = e."campaignId"
     ),
@@ -170,7 +171,13 @@ BEGIN
         WHERE r.email_id IS DISTINCT FROM e.id
         ORDER BY e."campaignId", e."contactId"
         LIMIT 1;
-        IF v_bad.state IS NULL THEN
+        IF NOT FOUND THEN
+            -- The snapshot was removed while this statement waited for its rows
+            -- (cancel_campaign going back to DRAFT): nothing may be mailed.
+            RAISE EXCEPTION USING
+                ERRCODE = 'object_not_in_prerequisite_state',
+                MESSAGE = 'the campaign was cancelled while its emails were inserted: no email may be created';
+        ELSIF v_bad.state IS NULL THEN
             RAISE EXCEPTION USING
                 ERRCODE = 'foreign_key_violation',
                 MESSAGE = pg_catalog.format('contact %s is not a recipient of campaign %s (not in its snapshot)',
@@ -211,6 +218,11 @@ CREATE OR REPLACE FUNCTION plunk_sql.emails_after_update()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- Plans of trigger/claim queries are cached per session, planned once with
+-- whatever batch size came first; nested loops over index probes stay linear
+-- in the batch for every later size, a cached hash join would not.
+SET enable_hashjoin = off
+SET enable_mergejoin = off
 AS $$
 DECLARE
     v_settled record;
@@ -225,7 +237,9 @@ BEGIN
     FOR v_settled IN
         WITH settled AS (
             UPDATE plunk_sql.recipients AS r
-            SET state = plunk_sql.email_outcome(e.status::text),
+            SET state = CASE WHEN e.status::text IN ('FAILED', 'SUPPRESSED')
+                             THEN 'failed'::plunk_sql.recipient_state
+                             ELSE 'sent'::plunk_sql.recipient_state END,
                 settled_at = pg_catalog.now(),
                 reason = CASE WHEN e.status::text IN ('FAILED', 'SUPPRESSED')
                               THEN coalesce(e.error, 'email ' || e.status::text) END
@@ -261,6 +275,11 @@ CREATE OR REPLACE FUNCTION plunk_sql.emails_after_delete()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- Plans of trigger/claim queries are cached per session, planned once with
+-- whatever batch size came first; nested loops over index probes stay linear
+-- in the batch for every later size, a cached hash join would not.
+SET enable_hashjoin = off
+SET enable_mergejoin = off
 AS $$
 DECLARE
     v_settled record;

@@ -25,6 +25,11 @@ from plunk_sql.cluster import Cluster, start_cluster
 from plunk_sql.migrate import migrate
 from tests.factories import Plunk
 
+# migrate() schedules the sweep with pg_cron by default; a job on the template
+# database would connect to it every minute and break CREATE DATABASE ... TEMPLATE.
+# Tests that want the job (tests/test_cron.py) schedule it explicitly.
+os.environ.setdefault("PLUNK_SQL_SCHEDULE_SWEEP", "0")
+
 TEMPLATE = f"plunk_sql_template_{os.getpid()}"
 _counter = itertools.count()
 
@@ -112,3 +117,9 @@ def conn(db_url: str) -> Iterator[psycopg.Connection]:
 def plunk(conn: psycopg.Connection) -> Plunk:
     """Factory for Plunk rows (projects, contacts, campaigns, emails) in the test database."""
     return Plunk(conn)
+
+
+@pytest.fixture
+def plunk_factory_for():
+    """Build a Plunk factory on any connection (for databases outside the template)."""
+    return Plunk

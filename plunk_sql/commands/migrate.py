@@ -22,6 +22,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         print("migrations: up to date")
     print(f"functions: {len(result.function_files)} files applied")
+    if result.cron is not None:
+        print(f"sweep: {result.cron.message}")
+        for line in result.cron.psql:
+            print(f"  {line}")
     return EXIT_OK
 
 

@@ -1,0 +1,84 @@
+"""`plunk-sql repair`: finish campaigns stuck SENDING from before plunk_sql (no snapshot).
+
+    plunk-sql repair CAMPAIGN             dry run: what repair_campaign would do
+    plunk-sql repair CAMPAIGN --apply     do it
+    plunk-sql repair --all-stuck          dry run over every legacy stuck campaign
+    plunk-sql repair --all-stuck --apply  repair each (one transaction each); refusals are listed
+
+Exit code 1 when a campaign was refused (open emails, not SENDING, started by plunk_sql).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import psycopg
+from psycopg.rows import dict_row
+
+from plunk_sql.commands.common import EXIT_ERROR, EXIT_OK, EXIT_USAGE, database_url
+from plunk_sql.errors import from_pg
+from plunk_sql.queries import query
+
+
+def preview(conn: psycopg.Connection, campaign_id: str) -> tuple[bool, str]:
+    """(repairable, what repair_campaign would do or why it would refuse), read-only."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(query("repair_preview"), {"campaign_id": campaign_id}).fetchone()
+    if row is None:
+        return False, f"campaign {campaign_id} does not exist"
+    if row["toolkit"]:
+        return False, f"campaign {campaign_id} was started by plunk_sql: it is not repaired by hand"
+    if row["status"] != "SENDING":
+        return False, f"campaign {campaign_id} is {row['status']}: only SENDING can be repaired"
+    if row["open"]:
+        return False, (
+            f"campaign {campaign_id} still has {row['open']} open emails (PENDING or SENDING)"
+        )
+    return True, (
+        f"campaign {campaign_id}: SENDING -> SENT, totalRecipients {row['total_recipients']} -> "
+        f"{row['created']}, sentCount {row['sent_count']} -> {row['sent']}"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if bool(args.campaign) == bool(args.all_stuck):
+        print("plunk-sql repair: give a CAMPAIGN id or --all-stuck", file=sys.stderr)
+        return EXIT_USAGE
+    refused = 0
+    with psycopg.connect(database_url(args), autocommit=True) as conn:
+        if args.all_stuck:
+            ids = [r[0] for r in conn.execute(query("legacy_stuck_campaigns")).fetchall()]
+            if not ids:
+                print("no legacy campaign is stuck")
+        else:
+            ids = [args.campaign]
+        for campaign_id in ids:
+            ok, text = preview(conn, campaign_id)
+            if not args.apply:
+                print(f"{'would repair' if ok else 'would refuse'}: {text}")
+                refused += not ok
+                continue
+            try:
+                conn.execute(query("repair_campaign"), {"campaign_id": campaign_id})
+                print(f"repaired: {text}")
+            except psycopg.Error as exc:
+                print(f"refused: {from_pg(exc)}", file=sys.stderr)
+                refused += 1
+        if not args.apply and ids:
+            print("dry run: nothing changed (add --apply)")
+    return EXIT_ERROR if refused else EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "repair", help="finish legacy campaigns stuck SENDING without a snapshot (dry run)"
+    )
+    p.add_argument("campaign", nargs="?", help="campaign id")
+    p.add_argument(
+        "--all-stuck",
+        action="store_true",
+        help="every legacy campaign in plunk_sql.stuck_campaigns",
+    )
+    p.add_argument("--apply", action="store_true", help="repair (default: dry run)")
+    p.set_defaults(func=run)

@@ -1,0 +1,111 @@
+"""`plunk-sql sweep`: run plunk_sql.sweep() once, or in a loop where pg_cron is missing.
+
+    plunk-sql sweep                 one pass, prints what it did
+    plunk-sql sweep --json          the same as JSON lines
+    plunk-sql sweep --every 30s     loop (a service next to Plunk's API), printing what
+                                    each pass did; Ctrl-C stops it
+
+The loop's connection is named "plunk-sql sweep --every" (application_name),
+which is how `plunk-sql doctor` knows the loop mode is active. A lost
+connection (server restart) is retried with the same period.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+
+import psycopg
+
+from plunk_sql.commands.common import EXIT_ERROR, EXIT_OK, database_url
+from plunk_sql.cron import LOOP_APPLICATION_NAME
+from plunk_sql.errors import from_pg
+from plunk_sql.queries import query
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(text: str) -> float:
+    """'30s', '1m', '500ms', '2h' or plain seconds -> seconds (> 0)."""
+    match = _DURATION.match(text)
+    if not match or float(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (e.g. 30s, 1m, 500ms)")
+    return float(match.group(1)) * _UNIT[match.group(2)]
+
+
+def sweep_once(conn: psycopg.Connection) -> list[tuple[str, str, int]]:
+    """One sweep in its own transaction; the rows it returned."""
+    with conn.transaction():
+        return [tuple(r) for r in conn.execute(query("sweep")).fetchall()]
+
+
+def _print(rows: list[tuple[str, str, int]], as_json: bool) -> None:
+    for action, campaign_id, affected in rows:
+        if as_json:
+            print(json.dumps({"action": action, "campaign_id": campaign_id, "affected": affected}))
+        else:
+            print(f"{action:<18} {campaign_id}  {affected}")
+    if not rows and not as_json:
+        print("sweep: nothing to do")
+    sys.stdout.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    url = database_url(args)
+    if args.every is None:
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                rows = sweep_once(conn)
+        except psycopg.Error as exc:
+            print(f"plunk-sql sweep: {from_pg(exc)}", file=sys.stderr)
+            return EXIT_ERROR
+        _print(rows, args.json)
+        return EXIT_OK
+
+    runs = 0
+    conn: psycopg.Connection | None = None
+    try:
+        while args.count is None or runs < args.count:
+            started = time.monotonic()
+            try:
+                if conn is None or conn.closed:
+                    conn = psycopg.connect(
+                        url, autocommit=True, application_name=LOOP_APPLICATION_NAME
+                    )
+                rows = sweep_once(conn)
+                if rows:
+                    _print(rows, args.json)
+            except psycopg.OperationalError as exc:
+                print(f"plunk-sql sweep: {exc}; retrying", file=sys.stderr)
+                if conn is not None:
+                    conn.close()
+                conn = None
+            except psycopg.Error as exc:
+                print(f"plunk-sql sweep: {from_pg(exc)}", file=sys.stderr)
+            runs += 1
+            if args.count is not None and runs >= args.count:
+                break
+            time.sleep(max(0.0, args.every - (time.monotonic() - started)))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if conn is not None:
+            conn.close()
+    return EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sweep", help="run plunk_sql.sweep() once, or every N seconds")
+    p.add_argument(
+        "--every",
+        type=parse_duration,
+        metavar="DURATION",
+        help="loop: sweep every DURATION (30s, 1m, 500ms) until interrupted",
+    )
+    p.add_argument("--count", type=int, help=argparse.SUPPRESS)  # stop after N loops (tests)
+    p.add_argument("--json", action="store_true", help="print one JSON object per action")
+    p.set_defaults(func=run)
