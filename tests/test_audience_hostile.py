@@ -244,9 +244,10 @@ def test_hostile__deep_nesting_is_refused_quickly(h):
 
 
 def test_hostile__segment_fan_out_cannot_explode(h):
-    """Each segment refers to the next one 12 times: 12^7 inlined copies unless bounded."""
+    """Each segment refers to the next one 12 times: 12^5 inlined copies (within the depth
+    limit) unless the compiled size is bounded."""
     h.contact("a", data={"x": 1})
-    ids = [f"{h.project}-fan-{i}" for i in range(8)]
+    ids = [f"{h.project}-fan-{i}" for i in range(6)]
     h.plunk.segment(h.project, segment_id=ids[-1], condition=one("data.x", "exists"))
     for i in range(len(ids) - 2, -1, -1):
         ref = {"field": f"segment.{ids[i + 1]}", "operator": "memberOfSegment"}
@@ -255,8 +256,9 @@ def test_hostile__segment_fan_out_cannot_explode(h):
             segment_id=ids[i],
             condition={"logic": "OR", "groups": [{"filters": [ref] * 12}]},
         )
-    msg = h.rejected(one(f"segment.{ids[0]}", "memberOfSegment"))
-    assert "too large" in msg or "nest deeper" in msg
+    started = time.monotonic()
+    assert "too large" in h.rejected(one(f"segment.{ids[0]}", "memberOfSegment"))
+    assert time.monotonic() - started < 60  # a guard against runaway work, not a benchmark
 
 
 def test_hostile__too_many_filters_is_22023(h):

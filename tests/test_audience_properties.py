@@ -34,7 +34,7 @@ MS = {"days": 86_400_000, "hours": 3_600_000, "minutes": 60_000}
 
 settings.register_profile(
     "audience",
-    max_examples=40,
+    max_examples=30,
     deadline=None,
     database=None,
     suppress_health_check=[
@@ -490,7 +490,7 @@ def test_audience__sql_snapshot_equals_reference(world_conn, data):
     check(conn, w, with_single_filters(campaign, extra))
 
 
-@settings(AUDIENCE, max_examples=15)
+@settings(AUDIENCE, max_examples=12)
 @given(data=st.data())
 def test_audience__segment_campaigns_equal_reference(world_conn, data):
     """Campaigns targeting segments directly: DYNAMIC inlined, STATIC by membership, and the
