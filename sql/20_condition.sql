@@ -10,6 +10,15 @@
 -- Every fragment is two-valued (never NULL): negated operators are the exact
 -- complement of their positive form, including for contacts whose `data` lacks
 -- the key.
+--
+-- Fields: email, subscribed, createdAt, updatedAt, data.<key>, event.<name>,
+-- email.<activity>, segment.<id> (docs/grammar.md has the table). Event, email
+-- activity and membership tests are bare [NOT] EXISTS over public.events /
+-- public.emails / public.segment_memberships scoped to the contact and the
+-- project: semi/anti joins under AND, indexed probes under OR. The only
+-- identifiers placed with %I come from fixed lists (contact columns, the
+-- emails activity columns), never from the input. The compiler reads
+-- public.segments and pg_catalog.pg_collation and takes no locks.
 
 -- Deepest nesting of conditions accepted (a Condition inside a Group inside ...).
 CREATE OR REPLACE FUNCTION plunk_sql.condition_max_depth()
@@ -172,7 +181,7 @@ BEGIN
         IF v_value IS NULL THEN
             PERFORM plunk_sql.condition_error(p_filter, 'value is required');
         END IF;
-        IF pg_catalog.jsonb_typeof(v_value) = 'string' AND (v_value #>> '{}') ~ '^\d{4}-\d{2}-\d{2}$' THEN
+        IF pg_catalog.jsonb_typeof(v_value) = 'string' AND (v_value #>> '{}') ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}$' THEN
             -- A date compares the whole UTC day of the ISO date stored under the key.
             v_day := plunk_sql.condition_timestamp(p_filter);
             v_positive := pg_catalog.format(
@@ -225,6 +234,219 @@ $$;
 COMMENT ON FUNCTION plunk_sql.compile_data_filter(text, jsonb) IS
     'Predicate for a data.<key> filter over contacts AS c; raises 22023 on bad input.';
 
+-- Longest predicate text compile_condition returns (a bound on the work a
+-- condition, with the segments it inlines, can cause).
+CREATE OR REPLACE FUNCTION plunk_sql.condition_max_length()
+RETURNS integer
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN 1000000;
+
+COMMENT ON FUNCTION plunk_sql.condition_max_length() IS
+    'Longest predicate text (characters) compile_condition builds; a larger condition raises 22023.';
+
+-- plunk_sql.condition_lower(expr): SQL text lower-casing a text expression for
+-- the case-insensitive `email` field. Uses the ICU root collation when the
+-- server has it, so non-ASCII letters fold the same in every database
+-- whatever its locale (a C-locale database folds ASCII only otherwise).
+-- p_expr is compiler-made SQL text (c.email or a %L literal), never input.
+-- Locks: none (reads pg_collation).
+CREATE OR REPLACE FUNCTION plunk_sql.condition_lower(p_expr text)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+RETURN CASE
+    WHEN EXISTS (
+        SELECT 1 FROM pg_catalog.pg_collation AS k
+        WHERE k.collname = 'und-x-icu' AND k.collnamespace = 'pg_catalog'::regnamespace
+    )
+    THEN pg_catalog.format('pg_catalog.lower(%s COLLATE pg_catalog."und-x-icu")', p_expr)
+    ELSE pg_catalog.format('pg_catalog.lower(%s)', p_expr)
+END;
+
+COMMENT ON FUNCTION plunk_sql.condition_lower(text) IS
+    'SQL text lower-casing a compiler-made expression (ICU root collation when available). Internal to the compiler.';
+
+-- plunk_sql.condition_activity_column(activity): the emails column whose being
+-- set means the activity happened, or NULL for an unknown activity.
+CREATE OR REPLACE FUNCTION plunk_sql.condition_activity_column(p_activity text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN CASE p_activity
+    WHEN 'opened' THEN 'openedAt' WHEN 'open' THEN 'openedAt'
+    WHEN 'clicked' THEN 'clickedAt' WHEN 'click' THEN 'clickedAt'
+    WHEN 'bounced' THEN 'bouncedAt' WHEN 'bounce' THEN 'bouncedAt'
+    WHEN 'complained' THEN 'complainedAt' WHEN 'complaint' THEN 'complainedAt'
+    WHEN 'sent' THEN 'sentAt'
+    WHEN 'delivered' THEN 'deliveredAt' WHEN 'delivery' THEN 'deliveredAt'
+END;
+
+COMMENT ON FUNCTION plunk_sql.condition_activity_column(text) IS
+    'emails column of an email.<activity> field (opened/open -> openedAt, ...); NULL when unknown.';
+
+-- plunk_sql.compile_activity_filter(kind, name, filter, project_id): an
+-- `event.<name>` (kind 'event') or `email.<activity>` (kind 'email') filter.
+--
+-- The rows tested are the contact's rows of the campaign's project:
+--   event: public.events e WHERE e."contactId" = c.id AND e."projectId" = project
+--          AND e.name = <name>; its time is e."createdAt".
+--   email: public.emails e WHERE e."contactId" = c.id AND e."projectId" = project
+--          AND e.<activity column> IS NOT NULL; its time is that column.
+-- "Newer than now - X" is time > plunk_sql.utc_now() - X (now = transaction start).
+--   triggered          EXISTS row
+--   notTriggered       NOT EXISTS row                      (complement of triggered)
+--   triggeredWithin    EXISTS row newer than now - X
+--   notTriggeredWithin NOT EXISTS row newer than now - X   (complement of triggeredWithin)
+--   triggeredOlderThan EXISTS row AND NOT EXISTS row newer than now - X
+-- Each test is a bare [NOT] EXISTS, so under AND the planner turns it into a
+-- semi/anti join over Plunk's indexes (events ("contactId", name, "createdAt"),
+-- emails ("contactId", ...)); under OR it is an indexed probe, never a query
+-- issued per contact. Two-valued by construction.
+-- Locks: none.
+CREATE OR REPLACE FUNCTION plunk_sql.compile_activity_filter(
+    p_kind text,
+    p_name text,
+    p_filter jsonb,
+    p_project_id text
+)
+RETURNS text
+LANGUAGE plpgsql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_op text := p_filter ->> 'operator';
+    v_rows text;
+    v_time text;
+    v_column text;
+    v_recent text;
+BEGIN
+    IF p_kind = 'event' THEN
+        v_rows := pg_catalog.format(
+            'SELECT 1 FROM public.events AS e WHERE e."contactId" = c.id AND e."projectId" = %L AND e.name = %L',
+            p_project_id, p_name);
+        v_time := 'e."createdAt"';
+    ELSE
+        v_column := plunk_sql.condition_activity_column(p_name);
+        IF v_column IS NULL THEN
+            PERFORM plunk_sql.condition_error(
+                p_filter,
+                'unknown email activity: use opened, clicked, bounced, complained, sent or delivered');
+        END IF;
+        v_rows := pg_catalog.format(
+            'SELECT 1 FROM public.emails AS e WHERE e."contactId" = c.id AND e."projectId" = %L AND e.%I IS NOT NULL',
+            p_project_id, v_column);
+        v_time := pg_catalog.format('e.%I', v_column);
+    END IF;
+
+    CASE v_op
+    WHEN 'triggered' THEN
+        RETURN pg_catalog.format('(EXISTS (%s))', v_rows);
+    WHEN 'notTriggered' THEN
+        RETURN pg_catalog.format('(NOT EXISTS (%s))', v_rows);
+    WHEN 'triggeredWithin', 'notTriggeredWithin', 'triggeredOlderThan' THEN
+        v_recent := pg_catalog.format(
+            '%s AND %s > plunk_sql.utc_now() - %L::interval',
+            v_rows, v_time, plunk_sql.condition_interval(p_filter));
+        IF v_op = 'triggeredWithin' THEN
+            RETURN pg_catalog.format('(EXISTS (%s))', v_recent);
+        ELSIF v_op = 'notTriggeredWithin' THEN
+            RETURN pg_catalog.format('(NOT EXISTS (%s))', v_recent);
+        END IF;
+        RETURN pg_catalog.format('(EXISTS (%s) AND NOT EXISTS (%s))', v_rows, v_recent);
+    ELSE
+        PERFORM plunk_sql.condition_error(
+            p_filter, pg_catalog.format('operator %s is not supported on %s fields', v_op, p_kind));
+    END CASE;
+    RETURN NULL;  -- unreachable: condition_error raises
+END
+$$;
+
+COMMENT ON FUNCTION plunk_sql.compile_activity_filter(text, text, jsonb, text) IS
+    'Predicate for an event.<name> / email.<activity> filter over contacts AS c (EXISTS over the '
+    'contact''s events/emails of the project); raises 22023 on a bad operator, activity, value or unit.';
+
+-- plunk_sql.compile_segment_filter(segment_id, filter, project_id, depth, segments):
+-- a `segment.<id>` filter (memberOfSegment / notMemberOfSegment).
+--   A STATIC segment, or one with "trackMembership": an active membership
+--   (segment_memberships "exitedAt" IS NULL) of the contact.
+--   A DYNAMIC segment without "trackMembership": its condition, compiled and
+--   inlined one level deeper (p_segments carries the chain, to reject cycles).
+--   notMemberOfSegment is the exact complement of memberOfSegment.
+--   22023 unknown segment, segment of another project (never an empty set, never
+--         another tenant's contacts), a cycle, a DYNAMIC segment without condition.
+-- Locks: none (reads public.segments).
+CREATE OR REPLACE FUNCTION plunk_sql.compile_segment_filter(
+    p_segment_id text,
+    p_filter jsonb,
+    p_project_id text,
+    p_depth integer,
+    p_segments text[]
+)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_op text := p_filter ->> 'operator';
+    v_segment public.segments;
+    v_positive text;
+BEGIN
+    IF v_op NOT IN ('memberOfSegment', 'notMemberOfSegment') THEN
+        PERFORM plunk_sql.condition_error(
+            p_filter, pg_catalog.format('operator %s is not supported on segment fields', v_op));
+    END IF;
+    SELECT * INTO v_segment FROM public.segments AS s WHERE s.id = p_segment_id;
+    IF NOT FOUND THEN
+        PERFORM plunk_sql.condition_error(
+            p_filter, pg_catalog.format('segment %s does not exist', p_segment_id));
+    END IF;
+    IF v_segment."projectId" IS DISTINCT FROM p_project_id THEN
+        PERFORM plunk_sql.condition_error(
+            p_filter, pg_catalog.format('segment %s belongs to another project', p_segment_id));
+    END IF;
+
+    IF v_segment.type::text = 'STATIC' OR v_segment."trackMembership" THEN
+        v_positive := pg_catalog.format(
+            '(EXISTS (SELECT 1 FROM public.segment_memberships AS m'
+            ' WHERE m."contactId" = c.id AND m."segmentId" = %L AND m."exitedAt" IS NULL))',
+            v_segment.id);
+        IF v_op = 'notMemberOfSegment' THEN
+            RETURN '(NOT ' || v_positive || ')';
+        END IF;
+        RETURN v_positive;
+    END IF;
+
+    IF v_segment.id = ANY (p_segments) THEN
+        PERFORM plunk_sql.condition_error(
+            p_filter, pg_catalog.format('segment %s refers to itself (cycle: %s)',
+                                        v_segment.id,
+                                        pg_catalog.array_to_string(p_segments || v_segment.id, ' -> ')));
+    END IF;
+    IF v_segment.condition IS NULL OR pg_catalog.jsonb_typeof(v_segment.condition) = 'null' THEN
+        PERFORM plunk_sql.condition_error(
+            p_filter, pg_catalog.format('dynamic segment %s has no condition', v_segment.id));
+    END IF;
+    v_positive := plunk_sql.compile_condition(
+        v_segment.condition, p_project_id, p_depth + 1, p_segments || v_segment.id);
+    IF v_op = 'notMemberOfSegment' THEN
+        RETURN pg_catalog.format('(NOT coalesce(%s, false))', v_positive);
+    END IF;
+    RETURN v_positive;
+END
+$$;
+
+COMMENT ON FUNCTION plunk_sql.compile_segment_filter(text, jsonb, text, integer, text[]) IS
+    'Predicate for a segment.<id> filter over contacts AS c: memberships (STATIC/trackMembership) or '
+    'the inlined condition (DYNAMIC); raises 22023 for unknown, foreign or cyclic segments.';
+
 -- plunk_sql.compile_filter(filter, project_id, depth, segments): one Filter.
 -- p_segments carries the segment ids being inlined, to reject cycles.
 CREATE OR REPLACE FUNCTION plunk_sql.compile_filter(
@@ -241,6 +463,7 @@ AS $$
 DECLARE
     v_field text;
     v_op text;
+    v_email text;
 BEGIN
     IF pg_catalog.jsonb_typeof(p_filter) IS DISTINCT FROM 'object' THEN
         PERFORM plunk_sql.condition_error(p_filter, 'a filter must be an object');
@@ -255,15 +478,21 @@ BEGIN
     v_op := p_filter ->> 'operator';
 
     IF v_field = 'email' THEN
+        -- Case-insensitive: both sides lower-cased (ICU root collation when available).
+        v_email := plunk_sql.condition_lower('c.email');
         CASE v_op
         WHEN 'equals' THEN
-            RETURN pg_catalog.format('(pg_catalog.lower(c.email) = pg_catalog.lower(%L))', plunk_sql.condition_string(p_filter));
+            RETURN pg_catalog.format('(%s = %s)', v_email,
+                plunk_sql.condition_lower(pg_catalog.quote_literal(plunk_sql.condition_string(p_filter))));
         WHEN 'notEquals' THEN
-            RETURN pg_catalog.format('(pg_catalog.lower(c.email) <> pg_catalog.lower(%L))', plunk_sql.condition_string(p_filter));
+            RETURN pg_catalog.format('(%s <> %s)', v_email,
+                plunk_sql.condition_lower(pg_catalog.quote_literal(plunk_sql.condition_string(p_filter))));
         WHEN 'contains' THEN
-            RETURN pg_catalog.format('(pg_catalog.strpos(pg_catalog.lower(c.email), pg_catalog.lower(%L)) > 0)', plunk_sql.condition_string(p_filter));
+            RETURN pg_catalog.format('(pg_catalog.strpos(%s, %s) > 0)', v_email,
+                plunk_sql.condition_lower(pg_catalog.quote_literal(plunk_sql.condition_string(p_filter))));
         WHEN 'notContains' THEN
-            RETURN pg_catalog.format('(pg_catalog.strpos(pg_catalog.lower(c.email), pg_catalog.lower(%L)) = 0)', plunk_sql.condition_string(p_filter));
+            RETURN pg_catalog.format('(pg_catalog.strpos(%s, %s) = 0)', v_email,
+                plunk_sql.condition_lower(pg_catalog.quote_literal(plunk_sql.condition_string(p_filter))));
         ELSE
             PERFORM plunk_sql.condition_error(p_filter, pg_catalog.format('operator %s is not supported on field email', v_op));
         END CASE;
@@ -285,9 +514,19 @@ BEGIN
             PERFORM plunk_sql.condition_error(p_filter, 'data field needs a key: data.<key>');
         END IF;
         RETURN plunk_sql.compile_data_filter(pg_catalog.substr(v_field, 6), p_filter);
-    ELSIF v_field LIKE 'event.%' OR v_field LIKE 'email.%' OR v_field LIKE 'segment.%' THEN
-        PERFORM plunk_sql.condition_error(
-            p_filter, pg_catalog.format('field %s is not supported yet', v_field));
+    ELSIF v_field LIKE 'event.%' THEN
+        IF pg_catalog.length(v_field) = 6 THEN
+            PERFORM plunk_sql.condition_error(p_filter, 'event field needs a name: event.<name>');
+        END IF;
+        RETURN plunk_sql.compile_activity_filter('event', pg_catalog.substr(v_field, 7), p_filter, p_project_id);
+    ELSIF v_field LIKE 'email.%' THEN
+        RETURN plunk_sql.compile_activity_filter('email', pg_catalog.substr(v_field, 7), p_filter, p_project_id);
+    ELSIF v_field LIKE 'segment.%' THEN
+        IF pg_catalog.length(v_field) = 8 THEN
+            PERFORM plunk_sql.condition_error(p_filter, 'segment field needs an id: segment.<id>');
+        END IF;
+        RETURN plunk_sql.compile_segment_filter(
+            pg_catalog.substr(v_field, 9), p_filter, p_project_id, p_depth, p_segments);
     END IF;
     PERFORM plunk_sql.condition_error(p_filter, pg_catalog.format('unknown field %s', v_field));
     RETURN NULL;  -- unreachable: condition_error raises
@@ -317,7 +556,14 @@ DECLARE
     v_filter jsonb;
     v_parts text[];
     v_groups text[] := '{}';
+    v_length bigint := 0;
+    v_part text;
 BEGIN
+    IF p_project_id IS NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'compile_condition: project id must not be null';
+    END IF;
     IF p_depth >= plunk_sql.condition_max_depth() THEN
         PERFORM plunk_sql.condition_error(
             p_condition, pg_catalog.format('conditions nest deeper than %s levels', plunk_sql.condition_max_depth()));
@@ -346,11 +592,25 @@ BEGIN
         FOR v_filter IN
             SELECT f FROM pg_catalog.jsonb_array_elements(coalesce(v_group -> 'filters', '[]')) AS f
         LOOP
-            v_parts := v_parts || plunk_sql.compile_filter(v_filter, p_project_id, p_depth, p_segments);
+            v_part := plunk_sql.compile_filter(v_filter, p_project_id, p_depth, p_segments);
+            v_parts := v_parts || v_part;
+            v_length := v_length + pg_catalog.length(v_part) + 7;
+            IF v_length > plunk_sql.condition_max_length() THEN
+                PERFORM plunk_sql.condition_error(
+                    v_filter, pg_catalog.format('condition too large (compiles to more than %s characters)',
+                                                plunk_sql.condition_max_length()));
+            END IF;
         END LOOP;
         IF v_group ? 'conditions' AND pg_catalog.jsonb_typeof(v_group -> 'conditions') <> 'null' THEN
-            v_parts := v_parts || plunk_sql.compile_condition(
+            v_part := plunk_sql.compile_condition(
                 v_group -> 'conditions', p_project_id, p_depth + 1, p_segments);
+            v_parts := v_parts || v_part;
+            v_length := v_length + pg_catalog.length(v_part) + 7;
+            IF v_length > plunk_sql.condition_max_length() THEN
+                PERFORM plunk_sql.condition_error(
+                    v_group, pg_catalog.format('condition too large (compiles to more than %s characters)',
+                                               plunk_sql.condition_max_length()));
+            END IF;
         END IF;
         IF pg_catalog.cardinality(v_parts) = 0 THEN
             PERFORM plunk_sql.condition_error(v_group, 'a group needs at least one filter or a nested condition');

@@ -64,7 +64,7 @@ BEGIN
     END IF;
 
     WITH picked AS MATERIALIZED (
-        SELECT r.contact_id
+        SELECT r.ctid AS row_id, r.contact_id
         FROM plunk_sql.recipients AS r
         WHERE r.campaign_id = p_campaign_id
           AND r.state = 'pending'
@@ -73,7 +73,8 @@ BEGIN
         FOR UPDATE SKIP LOCKED
     ),
     checked AS (
-        SELECT p.contact_id,
+        SELECT p.row_id,
+               p.contact_id,
                k.email,
                k.data,
                CASE
@@ -93,9 +94,10 @@ BEGIN
             settled_at = CASE WHEN ch.skip_reason IS NOT NULL THEN pg_catalog.now() END,
             reason = ch.skip_reason
         FROM checked AS ch
-        WHERE r.campaign_id = p_campaign_id
-          AND r.contact_id = ch.contact_id
-          AND r.state = 'pending'
+        -- The picked rows are locked by this statement, so their ctid is stable;
+        -- addressing them by ctid keeps the plan a TID lookup per row, never a
+        -- scan of the campaign's pending rows per picked row.
+        WHERE r.ctid = ch.row_id
         RETURNING r.contact_id, ch.email, ch.data, ch.skip_reason
     )
     SELECT pg_catalog.array_agg(cl.contact_id ORDER BY cl.contact_id) FILTER (WHERE cl.skip_reason IS NULL),

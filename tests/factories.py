@@ -67,8 +67,9 @@ class Plunk:
         condition: dict | None = None,
         members: Iterable[str] = (),
         track_membership: bool = False,
+        segment_id: str | None = None,
     ) -> str:
-        sid = new_id()
+        sid = segment_id or new_id()
         self.conn.execute(
             'INSERT INTO public.segments (id, name, type, condition, "trackMembership",'
             ' "projectId", "updatedAt")'
@@ -189,3 +190,109 @@ class Plunk:
             (status, status, list(email_ids)),
         )
         return cur.rowcount
+
+    # --- audience grammar helpers -------------------------------------------------------------
+
+    def contact_row(
+        self,
+        project_id: str,
+        *,
+        contact_id: str | None = None,
+        email: str | None = None,
+        data: Any = None,
+        subscribed: bool = True,
+        created_at: Any = None,
+        updated_at: Any = None,
+    ) -> str:
+        """One contact with every audience-relevant column chosen (UTC naive datetimes)."""
+        cid = contact_id or new_id()
+        self.conn.execute(
+            'INSERT INTO public.contacts (id, email, data, subscribed, "projectId", "createdAt",'
+            ' "updatedAt") VALUES (%s, %s, %s, %s, %s,'
+            " coalesce(%s::timestamp, timezone('UTC', now())),"
+            " coalesce(%s::timestamp, timezone('UTC', now())))",
+            (
+                cid,
+                email or f"{cid}@example.com",
+                Jsonb(data) if data is not None else None,
+                subscribed,
+                project_id,
+                created_at,
+                updated_at,
+            ),
+        )
+        return cid
+
+    def event(
+        self,
+        project_id: str,
+        contact_id: str | None,
+        name: str,
+        created_at: Any = None,
+    ) -> str:
+        """One events row (created_at: UTC naive datetime, default now)."""
+        eid = new_id()
+        self.conn.execute(
+            'INSERT INTO public.events (id, name, data, "projectId", "contactId", "createdAt")'
+            " VALUES (%s, %s, '{}', %s, %s, coalesce(%s::timestamp, timezone('UTC', now())))",
+            (eid, name, project_id, contact_id, created_at),
+        )
+        return eid
+
+    ACTIVITY_COLUMNS = (
+        "sentAt",
+        "deliveredAt",
+        "openedAt",
+        "clickedAt",
+        "bouncedAt",
+        "complainedAt",
+    )
+
+    def activity_email(
+        self,
+        project_id: str,
+        contact_id: str,
+        times: dict[str, Any] | None = None,
+        *,
+        campaign_id: str | None = None,
+    ) -> str:
+        """One emails row (TRANSACTIONAL unless a campaign is given) with activity timestamps,
+        e.g. times={"openedAt": datetime(...)}."""
+        times = times or {}
+        unknown = set(times) - set(self.ACTIVITY_COLUMNS)
+        assert not unknown, unknown
+        eid = new_id()
+        self.conn.execute(
+            'INSERT INTO public.emails (id, "contactId", subject, body, "from", "sourceType",'
+            ' "campaignId", status, "projectId", "sentAt", "deliveredAt", "openedAt",'
+            ' "clickedAt", "bouncedAt", "complainedAt", "updatedAt")'
+            " VALUES (%s, %s, 's', 'b', 'news@example.com', %s, %s, 'SENT', %s,"
+            " %s, %s, %s, %s, %s, %s, timezone('UTC', now()))",
+            (
+                eid,
+                contact_id,
+                "CAMPAIGN" if campaign_id else "TRANSACTIONAL",
+                campaign_id,
+                project_id,
+                *(times.get(col) for col in self.ACTIVITY_COLUMNS),
+            ),
+        )
+        return eid
+
+    def membership(self, contact_id: str, segment_id: str, exited_at: Any = None) -> None:
+        self.conn.execute(
+            'INSERT INTO public.segment_memberships ("contactId", "segmentId", "exitedAt")'
+            " VALUES (%s, %s, %s)",
+            (contact_id, segment_id, exited_at),
+        )
+
+    def preview(self, campaign_id: str) -> int:
+        return self.conn.execute(
+            "SELECT plunk_sql.preview_audience(%s)", (campaign_id,)
+        ).fetchone()[0]
+
+    def recipients(self, campaign_id: str) -> set[str]:
+        rows = self.conn.execute(
+            "SELECT contact_id FROM plunk_sql.recipients WHERE campaign_id = %s", (campaign_id,)
+        ).fetchall()
+        return {r[0] for r in rows}
