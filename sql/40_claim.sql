@@ -96,7 +96,11 @@ BEGIN
         FROM checked AS ch
         -- The picked rows are locked by this statement, so their ctid is stable;
         -- addressing them by ctid keeps the plan a TID lookup per row, never a
-        -- scan of the campaign's pending rows per picked row.
+        -- scan of the campaign's pending rows per picked row (what the planner
+        -- chose for a fresh, unanalysed snapshot). A row another session
+        -- changed after this statement's snapshot (the lock re-check returned
+        -- its newer version) is not visible to the TID lookup: it is left
+        -- pending for a later claim, never lost.
         WHERE r.ctid = ch.row_id
         RETURNING r.contact_id, ch.email, ch.data, ch.skip_reason
     )

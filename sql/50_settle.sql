@@ -122,12 +122,6 @@ BEGIN
         RETURN NULL;
     END IF;
 
-    -- One index probe per email, forced: a LATERAL subquery with LIMIT cannot be
-    -- flattened into a join the planner might reorder (recipients statistics are
-    -- always stale), so this is "for each email, probe recipients_open_idx"
-    -- whatever the sizes. FOR UPDATE locks the recipient at the probe: a
-    -- concurrent change makes the probe re-check and come back empty after the
-    -- wait, and the UPDATE below addresses the locked row by its ctid.
     WITH mine AS (
         SELECT e.id, e."campaignId" AS campaign_id, e."contactId" AS contact_id,
                CASE
@@ -140,29 +134,18 @@ BEGIN
         FROM new_emails AS e
         JOIN plunk_sql.campaign_runs AS run ON run.campaign_id = e."campaignId"
     ),
-    target AS MATERIALIZED (
-        SELECT m.id, m.outcome, m.status, m.error, x.row_id
-        FROM mine AS m
-        CROSS JOIN LATERAL (
-            SELECT r.ctid AS row_id
-            FROM plunk_sql.recipients AS r
-            WHERE r.campaign_id = m.campaign_id
-              AND r.state IN ('pending', 'claimed')
-              AND r.contact_id = m.contact_id
-            LIMIT 1
-            FOR UPDATE OF r
-        ) AS x
-    ),
     linked AS (
         UPDATE plunk_sql.recipients AS r
-        SET state = coalesce(t.outcome, 'in_flight'),
-            email_id = t.id,
+        SET state = coalesce(m.outcome, 'in_flight'),
+            email_id = m.id,
             lease_expires_at = NULL,
             in_flight_at = pg_catalog.now(),
-            settled_at = CASE WHEN t.outcome IS NOT NULL THEN pg_catalog.now() END,
-            reason = CASE WHEN t.outcome = 'failed' THEN coalesce(t.error, 'email ' || t.status) END
-        FROM target AS t
-        WHERE r.ctid = t.row_id
+            settled_at = CASE WHEN m.outcome IS NOT NULL THEN pg_catalog.now() END,
+            reason = CASE WHEN m.outcome = 'failed' THEN coalesce(m.error, 'email ' || m.status) END
+        FROM mine AS m
+        WHERE r.campaign_id = m.campaign_id
+          AND r.contact_id = m.contact_id
+          AND r.state IN ('pending', 'claimed')
         RETURNING r.campaign_id, r.state
     )
     SELECT (SELECT pg_catalog.count(*) FROM mine),
@@ -251,39 +234,22 @@ BEGIN
         RETURN NULL;
     END IF;
 
-    -- One index probe per email, forced: a LATERAL subquery with LIMIT cannot be
-    -- flattened into a join the planner might reorder (recipients statistics are
-    -- always stale), so this is "for each email, probe recipients_open_idx"
-    -- whatever the sizes. FOR UPDATE locks the recipient at the probe: a
-    -- concurrent change makes the probe re-check and come back empty after the
-    -- wait, and the UPDATE below addresses the locked row by its ctid.
     FOR v_settled IN
-        WITH target AS MATERIALIZED (
-            SELECT e.status::text AS status, e.error, x.row_id
-            FROM new_emails AS e
-            CROSS JOIN LATERAL (
-                SELECT r.ctid AS row_id
-                FROM plunk_sql.recipients AS r
-                WHERE r.campaign_id = e."campaignId"
-                  AND r.state = 'in_flight'
-                  AND r.contact_id = e."contactId"
-                  AND r.email_id = e.id
-                LIMIT 1
-                FOR UPDATE OF r
-            ) AS x
-            WHERE e."campaignId" IS NOT NULL
-              AND e.status::text NOT IN ('PENDING', 'SENDING')
-        ),
-        settled AS (
+        WITH settled AS (
             UPDATE plunk_sql.recipients AS r
-            SET state = CASE WHEN t.status IN ('FAILED', 'SUPPRESSED')
+            SET state = CASE WHEN e.status::text IN ('FAILED', 'SUPPRESSED')
                              THEN 'failed'::plunk_sql.recipient_state
                              ELSE 'sent'::plunk_sql.recipient_state END,
                 settled_at = pg_catalog.now(),
-                reason = CASE WHEN t.status IN ('FAILED', 'SUPPRESSED')
-                              THEN coalesce(t.error, 'email ' || t.status) END
-            FROM target AS t
-            WHERE r.ctid = t.row_id
+                reason = CASE WHEN e.status::text IN ('FAILED', 'SUPPRESSED')
+                              THEN coalesce(e.error, 'email ' || e.status::text) END
+            FROM new_emails AS e
+            WHERE e."campaignId" IS NOT NULL
+              AND e.status::text NOT IN ('PENDING', 'SENDING')
+              AND r.campaign_id = e."campaignId"
+              AND r.contact_id = e."contactId"
+              AND r.state = 'in_flight'
+              AND r.email_id = e.id
             RETURNING r.campaign_id, r.state
         )
         SELECT s.campaign_id,
@@ -322,35 +288,18 @@ BEGIN
         RETURN NULL;
     END IF;
 
-    -- One index probe per email, forced: a LATERAL subquery with LIMIT cannot be
-    -- flattened into a join the planner might reorder (recipients statistics are
-    -- always stale), so this is "for each email, probe recipients_open_idx"
-    -- whatever the sizes. FOR UPDATE locks the recipient at the probe: a
-    -- concurrent change makes the probe re-check and come back empty after the
-    -- wait, and the UPDATE below addresses the locked row by its ctid.
     FOR v_settled IN
-        WITH target AS MATERIALIZED (
-            SELECT x.row_id
-            FROM old_emails AS e
-            CROSS JOIN LATERAL (
-                SELECT r.ctid AS row_id
-                FROM plunk_sql.recipients AS r
-                WHERE r.campaign_id = e."campaignId"
-                  AND r.state = 'in_flight'
-                  AND r.contact_id = e."contactId"
-                  AND r.email_id = e.id
-                LIMIT 1
-                FOR UPDATE OF r
-            ) AS x
-            WHERE e."campaignId" IS NOT NULL
-        ),
-        settled AS (
+        WITH settled AS (
             UPDATE plunk_sql.recipients AS r
             SET state = 'skipped',
                 settled_at = pg_catalog.now(),
                 reason = 'email deleted'
-            FROM target AS t
-            WHERE r.ctid = t.row_id
+            FROM old_emails AS e
+            WHERE e."campaignId" IS NOT NULL
+              AND r.campaign_id = e."campaignId"
+              AND r.contact_id = e."contactId"
+              AND r.state = 'in_flight'
+              AND r.email_id = e.id
             RETURNING r.campaign_id
         )
         SELECT s.campaign_id, pg_catalog.count(*)::integer AS skipped
