@@ -55,26 +55,29 @@ CREATE TABLE IF NOT EXISTS plunk_sql.recipients (
 -- No statistics on state: they are always stale (a snapshot is analysed while
 -- everything is pending, then most rows move on), and an estimate of "no row is
 -- in_flight" made the planner scan the whole table once per settling statement
--- instead of probing recipients_open_idx per email. Without them the planner
+-- instead of probing recipients_open_key per email. Without them the planner
 -- uses its default selectivity and probes the unique index.
 ALTER TABLE plunk_sql.recipients ALTER COLUMN state SET STATISTICS 0;
 
 -- Claim, link, settle and progress paths: only unsettled rows are indexed, so
--- a claim never wades through the settled part of a big snapshot. With state in
--- the key every hot query is one exact range: a claim reads (campaign, 'pending')
--- in contact order and stops after batch_size rows; link and settle probe
--- (campaign, 'claimed'|'in_flight', contact). A late status change of a settled
--- recipient finds nothing here, which is exactly the no-op it should be.
--- One row per (campaign, contact) is guaranteed by the snapshot's INSERT ...
--- SELECT from contacts (unique ids), the only writer of new rows.
-CREATE INDEX IF NOT EXISTS recipients_open_idx
-    ON plunk_sql.recipients (campaign_id, state, contact_id)
+-- nothing wades through the settled part of a big snapshot. Link and settle
+-- are exact probes on (campaign, contact); a claim reads the campaign's range
+-- in contact order, filters 'pending' and stops after batch_size rows (the
+-- open-but-not-pending rows it passes are the few in flight). A late status
+-- change of a settled recipient finds nothing here: exactly the no-op it
+-- should be. Unique: a recipient is open at most once (the snapshot's INSERT
+-- ... SELECT from contacts, with unique ids, is the only writer of new rows).
+-- (state is deliberately not a middle key column: PostgreSQL 15 cannot skip
+-- it, so a probe for state IN ('pending', 'claimed') would walk every open
+-- row of the campaign.)
+CREATE UNIQUE INDEX IF NOT EXISTS recipients_open_key
+    ON plunk_sql.recipients (campaign_id, contact_id)
     WHERE state IN ('pending', 'claimed', 'in_flight');
 
 -- Sweep path: expired leases, proportional to the claimed rows only.
 -- The extra IS NOT NULL is deliberate: queries that merely say state = 'claimed'
 -- (link, settle) cannot prove it, so the planner never picks this index over
--- recipients_open_idx for them; the sweep's `lease_expires_at < x` implies it.
+-- recipients_open_key for them; the sweep's `lease_expires_at < x` implies it.
 CREATE INDEX IF NOT EXISTS recipients_lease_idx
     ON plunk_sql.recipients (lease_expires_at)
     WHERE state = 'claimed' AND lease_expires_at IS NOT NULL;

@@ -29,7 +29,7 @@ SET search_path = pg_catalog, pg_temp
 -- in the batch for every later size, a cached hash join would not.
 SET enable_hashjoin = off
 SET enable_mergejoin = off
--- The pick must be an ordered scan of recipients_open_idx that stops after
+-- The pick must be an ordered scan of recipients_open_key that stops after
 -- batch_size rows, never a bitmap of every pending row followed by a sort.
 SET enable_bitmapscan = off
 SET enable_sort = off
