@@ -463,6 +463,10 @@ def phase_triggers(dbs: Databases, cfg: Config, res: Results) -> None:
     out: dict[str, list[float]] = {}
     for mode, key in (("toolkit", "send"), ("floor", "floor")):
         with psycopg.connect(dbs.url(key), autocommit=True) as conn:
+            # The send phase makes project "sp"; when it was not run, make it here.
+            if not conn.execute("SELECT 1 FROM public.projects WHERE id = 'sp'").fetchone():
+                data.project(conn, "sp")
+                data.contacts(conn, "sp", cfg.send_n, events=False)
             conn.execute("SET synchronous_commit = off")
             conn.execute(
                 "CREATE OR REPLACE PROCEDURE bench.update_each(p_ids text[], p_status text)"
