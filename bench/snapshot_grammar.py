@@ -72,7 +72,7 @@ CONDITIONS = {
 def load(conn: psycopg.Connection, n: int) -> None:
     t = time.monotonic()
     conn.execute(
-        "INSERT INTO public.projects (id, name, public, secret, \"updatedAt\")"
+        'INSERT INTO public.projects (id, name, public, secret, "updatedAt")'
         " VALUES ('p', 'bench', 'pub', 'sec', timezone('UTC', now()))"
     )
     conn.execute(
