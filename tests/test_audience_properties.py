@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from psycopg.types.json import Jsonb
 
 from tests import reference_audience as ref
+from tests.helpers import server_has_icu
 
 P, Q = "project-p", "project-q"
 SEGMENTS_P = ["s-static", "s-track", "s-dyn1", "s-dyn2", "s-null"]
@@ -461,7 +462,8 @@ def with_single_filters(main: ref.Campaign, extra: list[dict]) -> list[ref.Campa
 
 
 @pytest.fixture
-def world_conn(conn: psycopg.Connection):
+def world_conn(conn: psycopg.Connection, monkeypatch):
+    monkeypatch.setattr(ref, "ICU_CASE_FOLDING", server_has_icu(conn))
     for pid in (P, Q):
         conn.execute(
             'INSERT INTO public.projects (id, name, public, secret, "updatedAt")'
