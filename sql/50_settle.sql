@@ -251,7 +251,9 @@ BEGIN
     END IF;
 
     -- Rows inserted already final (rare: imports, tests) settle at once.
-    PERFORM plunk_sql.apply_outcomes(v_settled);
+    IF v_settled <> '{}' THEN  -- most statements settle nothing: no call
+        PERFORM plunk_sql.apply_outcomes(v_settled);
+    END IF;
     RETURN NULL;
 END
 $$;
@@ -316,7 +318,9 @@ BEGIN
             v_settled := plunk_sql.count_outcome(v_settled, v_email.campaign_id, v_state);
         END IF;
     END LOOP;
-    PERFORM plunk_sql.apply_outcomes(v_settled);
+    IF v_settled <> '{}' THEN  -- most statements settle nothing: no call
+        PERFORM plunk_sql.apply_outcomes(v_settled);
+    END IF;
     RETURN NULL;
 END
 $$;
@@ -368,7 +372,9 @@ BEGIN
             v_settled := plunk_sql.count_outcome(v_settled, v_email.campaign_id, 'skipped');
         END IF;
     END LOOP;
-    PERFORM plunk_sql.apply_outcomes(v_settled);
+    IF v_settled <> '{}' THEN  -- most statements settle nothing: no call
+        PERFORM plunk_sql.apply_outcomes(v_settled);
+    END IF;
     RETURN NULL;
 END
 $$;
