@@ -13,10 +13,10 @@ SELECT contact_id, email, data
 FROM plunk_sql.claim_batch(%(campaign_id)s, %(batch_size)s, %(lease)s::interval);
 
 -- name: campaign_progress
+-- Through the function, not the view: a worker role may call it, not read the view.
 SELECT campaign_id, status, paused, total, pending, claimed, in_flight, sent, failed, skipped,
        started_at, finished_at
-FROM plunk_sql.campaign_progress
-WHERE campaign_id = %(campaign_id)s;
+FROM plunk_sql.campaign_progress_of(%(campaign_id)s);
 
 -- name: all_campaign_progress
 SELECT campaign_id, status, paused, total, pending, claimed, in_flight, sent, failed, skipped,
@@ -48,10 +48,11 @@ SELECT plunk_sql.repair_campaign(%(campaign_id)s) AS status;
 -- Reference worker (plunk_sql.worker) ------------------------------------
 
 -- name: campaign_for_send
-SELECT c.id, c.status::text AS status, c.subject, c.body, c."from" AS from_address,
-       c."fromName" AS from_name, c."replyTo" AS reply_to, c."projectId" AS project_id
-FROM public.campaigns AS c
-WHERE c.id = %(campaign_id)s;
+-- The worker role has no right on public.campaigns: this door hands out the
+-- message of a SENDING toolkit campaign only (55000 otherwise).
+SELECT m.campaign_id AS id, m.subject, m.body, m.from_address, m.from_name, m.reply_to,
+       m.project_id
+FROM plunk_sql.campaign_message(%(campaign_id)s) AS m;
 
 -- name: insert_emails
 -- One statement per claimed batch: the emails trigger links each row to its

@@ -48,7 +48,7 @@ import psycopg
 from liquid import Environment
 
 from plunk_sql.api import Client, Recipient
-from plunk_sql.errors import NotFound
+from plunk_sql.errors import from_pg
 from plunk_sql.queries import query
 
 _QUEUED_AS = re.compile(r"queued as\s+<?([^\s>]+)>?", re.IGNORECASE)
@@ -126,8 +126,9 @@ class WorkerStats:
 
 @dataclass(frozen=True)
 class Campaign:
+    """The message of a SENDING campaign, as plunk_sql.campaign_message hands it out."""
+
     id: str
-    status: str
     subject: str
     body: str
     from_address: str
@@ -309,12 +310,18 @@ class Worker:
         return self._stop.is_set()
 
     def load(self) -> Campaign:
-        with psycopg.connect(self.config.database_url, autocommit=True) as conn:
-            row = conn.execute(
-                query("campaign_for_send"), {"campaign_id": self.config.campaign_id}
-            ).fetchone()
-        if row is None:
-            raise NotFound(f"campaign {self.config.campaign_id} does not exist")
+        """Read the campaign's message. Raises NotFound (P0002) for an unknown campaign and
+        IllegalTransition (55000) unless plunk_sql is sending it."""
+        try:
+            with psycopg.connect(self.config.database_url, autocommit=True) as conn:
+                row = conn.execute(
+                    query("campaign_for_send"), {"campaign_id": self.config.campaign_id}
+                ).fetchone()
+        except psycopg.Error as exc:
+            mapped = from_pg(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
         self.campaign = Campaign(*row)
         self.renderer = Renderer(self.campaign, self.config.unsubscribe_base)  # fails fast
         return self.campaign

@@ -48,3 +48,45 @@ GROUP BY r.campaign_id, r.state, r.reason;
 
 COMMENT ON VIEW plunk_sql.recipient_outcomes IS
     'Recipient count per campaign, state and reason (e.g. skipped/unsubscribed).';
+
+-- plunk_sql.campaign_progress_of(campaign_id): the campaign_progress row of one
+-- campaign, for roles without SELECT on the view: a worker watches the send it
+-- works on (counts and status only, no contact or content). Empty when the
+-- toolkit did not start the campaign.
+--   22004 null id.
+-- Locks: none (reads). Cost: the open-recipient index range of the campaign.
+CREATE OR REPLACE FUNCTION plunk_sql.campaign_progress_of(p_campaign_id text)
+RETURNS TABLE (
+    campaign_id text,
+    status text,
+    paused boolean,
+    total integer,
+    pending integer,
+    claimed integer,
+    in_flight integer,
+    sent integer,
+    failed integer,
+    skipped integer,
+    started_at timestamptz,
+    finished_at timestamptz
+)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_campaign_id IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'campaign id must not be null';
+    END IF;
+    RETURN QUERY
+    SELECT p.campaign_id, p.status, p.paused, p.total, p.pending, p.claimed, p.in_flight,
+           p.sent, p.failed, p.skipped, p.started_at, p.finished_at
+    FROM plunk_sql.campaign_progress AS p
+    WHERE p.campaign_id = p_campaign_id;
+END
+$$;
+
+COMMENT ON FUNCTION plunk_sql.campaign_progress_of(text) IS
+    'The campaign_progress row of one campaign (empty if plunk_sql did not start it), for workers '
+    'and operators alike. Errors: 22004 null id.';

@@ -14,14 +14,16 @@
 --   NOTICE says so; `SELECT * FROM plunk_sql.privilege_statements()` prints the
 --   statements a superuser runs instead; docs/reliability.md lists them):
 --     plunk_sql_worker    claim_batch, campaign_message (the subject/body of a
---                         SENDING toolkit campaign), utc_now; INSERT on public.emails; UPDATE of the
+--                         SENDING toolkit campaign), campaign_progress_of (the
+--                         counts of one campaign), utc_now; INSERT on public.emails; UPDATE of the
 --                         delivery columns of public.emails; SELECT of the few
 --                         emails columns an `UPDATE ... WHERE id = $1 AND
 --                         "sentAt" IS NULL` needs (no contact, subject or body).
 --                         Nothing else: it cannot read contacts, campaigns, the
 --                         snapshot or the progress views, and cannot start,
 --                         pause, cancel, repair or sweep.
---     plunk_sql_operator  start/preview, sweep, pause/resume, cancel, repair;
+--     plunk_sql_operator  start/preview, sweep, pause/resume, cancel, repair,
+--                         campaign_progress_of;
 --                         SELECT on the progress views, stuck_campaigns, the
 --                         settings and sweep_state tables (when installed).
 --   Grant them to login roles: GRANT plunk_sql_worker TO mailer_login;
@@ -107,6 +109,7 @@ DECLARE
         'plunk_sql.preview_audience(text)',
         'plunk_sql.claim_batch(text, integer, interval)',
         'plunk_sql.campaign_message(text)',
+        'plunk_sql.campaign_progress_of(text)',
         'plunk_sql.sweep()',
         'plunk_sql.pause_campaign(text)',
         'plunk_sql.resume_campaign(text)',
@@ -120,9 +123,11 @@ DECLARE
     -- utc_now(): workers stamp "updatedAt" the way the toolkit does (harmless, no data).
     v_worker text[] := ARRAY['plunk_sql.claim_batch(text, integer, interval)',
                              'plunk_sql.campaign_message(text)',
+                             'plunk_sql.campaign_progress_of(text)',
                              'plunk_sql.utc_now()'];
     v_operator text[] := ARRAY[
         'plunk_sql.start_campaign(text)',
+        'plunk_sql.campaign_progress_of(text)',
         'plunk_sql.preview_audience(text)',
         'plunk_sql.sweep()',
         'plunk_sql.pause_campaign(text)',

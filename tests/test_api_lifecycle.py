@@ -108,12 +108,12 @@ def test_worker__wait_picks_up_claims_the_sweep_returns(db_url, client, plunk):
 def test_worker__claims_cancelled_underneath_are_refused_not_sent(db_url, client, plunk):
     _, cid = _started(plunk, 3)
     batch = client.claim(cid)
-    assert client.cancel(cid) == "CANCELLED"
     events: list[str] = []
     with SmtpSink() as sink:
         config = WorkerConfig(db_url, cid, SmtpConfig.from_url(sink.url))
         worker = Worker(config, on_event=lambda event, **f: events.append(event))
-        worker.load()
+        worker.load()  # while SENDING: campaign_message refuses a cancelled campaign
+        assert client.cancel(cid) == "CANCELLED"
         with psycopg.connect(db_url, autocommit=True) as conn:
             worker._process(conn, SmtpSender(config.smtp), batch)
     assert sink.received == 0

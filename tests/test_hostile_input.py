@@ -265,6 +265,8 @@ CASES: list[tuple[str, str, tuple, str]] = [
     ("message__null", "SELECT * FROM plunk_sql.campaign_message(%s)", (None,), "22004"),
     ("message__unknown", "SELECT * FROM plunk_sql.campaign_message(%s)", ("nope",), "P0002"),
     ("message__draft", "SELECT * FROM plunk_sql.campaign_message(%s)", ("{draft}",), "55000"),
+    # campaign_progress_of (the worker's read of a campaign's counts)
+    ("progress_of__null", "SELECT * FROM plunk_sql.campaign_progress_of(%s)", (None,), "22004"),
     (
         "message__legacy_sending",
         "SELECT * FROM plunk_sql.campaign_message(%s)",

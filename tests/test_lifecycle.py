@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from plunk_sql import cli
+from plunk_sql.commands.common import EXIT_ILLEGAL_STATE, EXIT_NOT_FOUND
 from plunk_sql.errors import IllegalTransition, NotFound, NullArgument, from_pg
 
 
@@ -207,13 +208,14 @@ def test_lifecycle__cli_pause_resume_cancel(conn, plunk, db_url, capsys):
     _, campaign, _ = sending(plunk, 2)
     base = ["--database-url", db_url]
     assert cli.main([*base, "pause", campaign]) == 0
-    assert cli.main([*base, "pause", campaign]) == 1
+    assert cli.main([*base, "pause", campaign]) == EXIT_ILLEGAL_STATE
     assert "already paused" in capsys.readouterr().err
     assert cli.main([*base, "resume", campaign]) == 0
     assert cli.main([*base, "cancel", campaign]) == 0
     assert f"campaign {campaign}: DRAFT" in capsys.readouterr().out
-    assert cli.main([*base, "cancel", str(uuid.uuid4())]) == 1
-    assert "does not exist" in capsys.readouterr().err
+    assert cli.main([*base, "cancel", str(uuid.uuid4())]) == EXIT_NOT_FOUND
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "(P0002)" in err
 
 
 class Workers:

@@ -8,6 +8,7 @@ import psycopg
 import pytest
 
 from plunk_sql import cli
+from plunk_sql.commands.common import EXIT_ILLEGAL_STATE, EXIT_NOT_FOUND
 from plunk_sql.errors import IllegalTransition, from_pg
 
 
@@ -160,16 +161,18 @@ def test_repair__cli_dry_run_then_apply_all_stuck(conn, plunk, db_url, capsys):
     assert "dry run" in out
     assert plunk.campaign_row(good)["status"] == "SENDING"
 
-    assert cli.main([*base, "--all-stuck"]) == 1  # one would be refused
+    assert cli.main([*base, "--all-stuck"]) == EXIT_ILLEGAL_STATE  # one would be refused
     out = capsys.readouterr().out
     assert f"would repair: campaign {good}" in out
     assert f"would refuse: campaign {blocked} still has 1 open emails" in out
 
-    assert cli.main([*base, "--all-stuck", "--apply"]) == 1
+    assert cli.main([*base, "--all-stuck", "--apply"]) == EXIT_ILLEGAL_STATE
     captured = capsys.readouterr()
     assert f"repaired: campaign {good}" in captured.out
     assert "1 open emails" in captured.err
     assert plunk.campaign_row(good)["status"] == "SENT"
     assert plunk.campaign_row(blocked)["status"] == "SENDING"
 
+    assert cli.main([*base, "no-such-campaign", "--apply"]) == EXIT_NOT_FOUND
+    assert "does not exist" in capsys.readouterr().err
     assert cli.main(base) == 2  # neither an id nor --all-stuck

@@ -7,11 +7,16 @@ import ssl
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 
+import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
 from plunk_sql.cluster import free_port
+from plunk_sql.commands.common import EXIT_ILLEGAL_STATE
+from plunk_sql.errors import IllegalTransition, NotFound
 from plunk_sql.smtp_sink import SmtpSink
 from plunk_sql.worker import SmtpConfig, Worker, WorkerConfig
 
@@ -122,13 +127,41 @@ def test_worker__connection_refused_is_transient_then_fails(db_url, conn, plunk)
     assert "connection" in _email_rows(conn, cid)[0][4]
 
 
-def test_worker__exits_when_campaign_not_sending(db_url, conn, plunk):
+def test_worker__refuses_campaign_not_sending(db_url, conn, plunk):
     pid = plunk.project()
     plunk.contacts(pid, 2)
     cid = plunk.campaign(pid)  # DRAFT: never started
     with SmtpSink() as sink:
-        stats = Worker(_config(db_url, cid, sink)).run()
-    assert (stats.claimed, sink.received) == (0, 0)
+        with pytest.raises(IllegalTransition, match="DRAFT"):
+            Worker(_config(db_url, cid, sink)).run()
+        with pytest.raises(NotFound):
+            Worker(_config(db_url, "no-such-campaign", sink)).run()
+        assert sink.received == 0
+    cmd = [sys.executable, "-m", "plunk_sql.cli", "--database-url", db_url, "worker"]
+    res = subprocess.run(
+        [*cmd, "--campaign", cid, "--smtp", "smtp://127.0.0.1:9"], capture_output=True, text=True
+    )
+    assert res.returncode == EXIT_ILLEGAL_STATE and "(55000)" in res.stderr, res.stderr
+
+
+def test_worker__runs_as_a_login_role_holding_only_plunk_sql_worker(db_url, conn, plunk):
+    """Least privilege end to end: no right on campaigns, contacts or the toolkit's tables."""
+    _, cid, ids = _campaign(plunk, conn, 9, subject="Hi {{ data.plan }}", data={"plan": "pro"})
+    role = f"mailer_{uuid.uuid4().hex[:10]}"
+    conn.execute(f"CREATE ROLE {role} LOGIN IN ROLE plunk_sql_worker")
+    try:
+        url = make_conninfo(db_url, user=role)
+        with psycopg.connect(url) as probe, pytest.raises(psycopg.errors.InsufficientPrivilege):
+            probe.execute("SELECT 1 FROM public.campaigns")
+        with SmtpSink(keep=True) as sink:
+            stats = Worker(_config(url, cid, sink)).run()
+        assert stats.errors == []
+        assert (stats.sent, sink.received) == (9, 9)
+        assert {m.rcpt for m in sink.messages} == {f"{i}@example.com" for i in ids}
+        assert plunk.campaign_row(cid)["status"] == "SENT"
+    finally:
+        conn.execute(f"DROP OWNED BY {role}")
+        conn.execute(f"DROP ROLE {role}")
 
 
 def test_worker__sigterm_mid_batch_loses_and_duplicates_nothing(db_url, conn, plunk):

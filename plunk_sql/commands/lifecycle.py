@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 import psycopg
 
-from plunk_sql.commands.common import EXIT_ERROR, EXIT_OK, database_url
+from plunk_sql.commands.common import EXIT_OK, database_url, fail
 from plunk_sql.errors import from_pg
 from plunk_sql.queries import query
 
@@ -17,8 +16,7 @@ def _call(args: argparse.Namespace, name: str) -> int:
         with psycopg.connect(database_url(args), autocommit=True) as conn:
             row = conn.execute(query(name), {"campaign_id": args.campaign}).fetchone()
     except psycopg.Error as exc:
-        print(f"plunk-sql {args.command}: {from_pg(exc)}", file=sys.stderr)
-        return EXIT_ERROR
+        return fail(args.command, from_pg(exc))
     if name == "cancel_campaign":
         print(f"campaign {args.campaign}: {row[0]}")
     else:

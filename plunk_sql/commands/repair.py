@@ -5,7 +5,8 @@
     plunk-sql repair --all-stuck          dry run over every legacy stuck campaign
     plunk-sql repair --all-stuck --apply  repair each (one transaction each); refusals are listed
 
-Exit code 1 when a campaign was refused (open emails, not SENDING, started by plunk_sql).
+Exit codes as the other commands: 3 when the campaign does not exist, 4 when one was refused
+(open emails, not SENDING, started by plunk_sql), 0 otherwise.
 """
 
 from __future__ import annotations
@@ -16,26 +17,40 @@ import sys
 import psycopg
 from psycopg.rows import dict_row
 
-from plunk_sql.commands.common import EXIT_ERROR, EXIT_OK, EXIT_USAGE, database_url
+from plunk_sql.commands.common import (
+    EXIT_ILLEGAL_STATE,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_USAGE,
+    database_url,
+    exit_code,
+)
 from plunk_sql.errors import from_pg
 from plunk_sql.queries import query
 
 
-def preview(conn: psycopg.Connection, campaign_id: str) -> tuple[bool, str]:
-    """(repairable, what repair_campaign would do or why it would refuse), read-only."""
+def preview(conn: psycopg.Connection, campaign_id: str) -> tuple[int, str]:
+    """(EXIT_OK or the refusal's exit code, what repair_campaign would do or why it would
+    refuse), read-only."""
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(query("repair_preview"), {"campaign_id": campaign_id}).fetchone()
     if row is None:
-        return False, f"campaign {campaign_id} does not exist"
+        return EXIT_NOT_FOUND, f"campaign {campaign_id} does not exist"
     if row["toolkit"]:
-        return False, f"campaign {campaign_id} was started by plunk_sql: it is not repaired by hand"
+        return (
+            EXIT_ILLEGAL_STATE,
+            f"campaign {campaign_id} was started by plunk_sql: it is not repaired by hand",
+        )
     if row["status"] != "SENDING":
-        return False, f"campaign {campaign_id} is {row['status']}: only SENDING can be repaired"
+        return (
+            EXIT_ILLEGAL_STATE,
+            f"campaign {campaign_id} is {row['status']}: only SENDING can be repaired",
+        )
     if row["open"]:
-        return False, (
+        return EXIT_ILLEGAL_STATE, (
             f"campaign {campaign_id} still has {row['open']} open emails (PENDING or SENDING)"
         )
-    return True, (
+    return EXIT_OK, (
         f"campaign {campaign_id}: SENDING -> SENT, totalRecipients {row['total_recipients']} -> "
         f"{row['created']}, sentCount {row['sent_count']} -> {row['sent']}"
     )
@@ -45,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.campaign) == bool(args.all_stuck):
         print("plunk-sql repair: give a CAMPAIGN id or --all-stuck", file=sys.stderr)
         return EXIT_USAGE
-    refused = 0
+    code = EXIT_OK  # the highest refusal code seen
     with psycopg.connect(database_url(args), autocommit=True) as conn:
         if args.all_stuck:
             ids = [r[0] for r in conn.execute(query("legacy_stuck_campaigns")).fetchall()]
@@ -54,20 +69,21 @@ def run(args: argparse.Namespace) -> int:
         else:
             ids = [args.campaign]
         for campaign_id in ids:
-            ok, text = preview(conn, campaign_id)
+            refusal, text = preview(conn, campaign_id)
             if not args.apply:
-                print(f"{'would repair' if ok else 'would refuse'}: {text}")
-                refused += not ok
+                print(f"{'would refuse' if refusal else 'would repair'}: {text}")
+                code = max(code, refusal)
                 continue
             try:
                 conn.execute(query("repair_campaign"), {"campaign_id": campaign_id})
                 print(f"repaired: {text}")
             except psycopg.Error as exc:
-                print(f"refused: {from_pg(exc)}", file=sys.stderr)
-                refused += 1
+                error = from_pg(exc)
+                print(f"refused: {error}", file=sys.stderr)
+                code = max(code, exit_code(error))
         if not args.apply and ids:
             print("dry run: nothing changed (add --apply)")
-    return EXIT_ERROR if refused else EXIT_OK
+    return code
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -57,11 +57,6 @@ def run(args: argparse.Namespace) -> int:
     except Exception as exc:  # a template that does not compile
         print(f"plunk-sql worker: cannot use campaign {args.campaign}: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    if campaign.status != "SENDING":
-        msg = f"campaign {campaign.id} is {campaign.status}, not SENDING: nothing to send"
-        print(
-            f"plunk-sql worker: {msg} (run `plunk-sql start {campaign.id}` first)", file=sys.stderr
-        )
 
     def on_signal(signum: int, _frame: object) -> None:
         worker.stop(emit=False)  # the loop below reports it
