@@ -37,6 +37,15 @@ EVENT_FILTER = {
     "unit": "days",
 }
 
+# Share of contacts() that the condition above selects (26,931 of 100,000; the data
+# is deterministic, so the share holds at every size within rounding).
+AUDIENCE_SHARE = 0.26931
+
+
+def contacts_for_audience(recipients: int) -> int:
+    """How many contacts() give about `recipients` recipients under the condition."""
+    return max(round(recipients / AUDIENCE_SHARE), 10)
+
 
 def project(conn: psycopg.Connection, pid: str) -> None:
     conn.execute(
@@ -72,6 +81,22 @@ def contacts(conn: psycopg.Connection, pid: str, n: int, *, events: bool = True)
             " FROM generate_series(2, %(n)s, 2) AS i",
             {"p": pid, "n": n},
         )
+
+
+def background_emails(conn: psycopg.Connection, pid: str, n: int) -> None:
+    """n delivered transactional emails of the project (no campaign), as a live Plunk
+    database holds: the emails table and its statistics are never those of an empty
+    table. (Planned while `emails` was analyzed empty, a long-running session's cached
+    plans keep a sequential scan while the table grows: see BENCHMARKS.md.)"""
+    conn.execute(
+        'INSERT INTO public.emails (id, "contactId", subject, body, "from", "sourceType",'
+        ' status, "sentAt", "projectId", "createdAt", "updatedAt")'
+        " SELECT md5('bg' || c.id)::uuid::text, c.id, 'Receipt', '<p>Thanks</p>',"
+        "  'shop@example.com', 'TRANSACTIONAL', 'SENT', c.\"createdAt\", %(p)s, c.\"createdAt\","
+        '  c."createdAt"'
+        ' FROM public.contacts AS c WHERE c."projectId" = %(p)s LIMIT %(n)s',
+        {"p": pid, "n": n},
+    )
 
 
 def condition(conn: psycopg.Connection, pid: str) -> tuple[dict, bool]:

@@ -301,7 +301,11 @@ def write(res, out_dir: Path) -> Path:
         'after every email `"sentCount"` = `count(*)` of SENT emails compared with '
         '`"totalRecipients"`. Patched: a probe for open (PENDING/SENDING) emails first, the count only '
         'when none is open, `"totalRecipients"` rewritten to the emails created. plunk_sql: one '
-        "snapshot, `claim_batch(500)`, completion by the triggers.\n"
+        "snapshot, `claim_batch(500)`, completion by the triggers. The `emails` table also holds "
+        f"{_fmt(env.get('background_emails', 0))} delivered transactional emails (none before the "
+        "2026-11-28 runs): analyzed empty, the procedure's cached plan for "
+        "`UPDATE emails ... WHERE id = $1` stayed a sequential scan as the campaign's emails "
+        "piled up, which made the plunk_sql column grow from 1.1 to 6.9 ms per email at 27k.\n"
     )
     s.append(
         _table(

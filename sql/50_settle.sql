@@ -93,54 +93,12 @@ $$;
 COMMENT ON FUNCTION plunk_sql.apply_settlement(text, integer, integer, integer) IS
     'Add settled recipients to a campaign''s counters; sets SENT (and NOTIFY) when none is open. Internal.';
 
--- plunk_sql.count_outcome(counts, campaign_id, outcome): counts with one more
--- recipient of the campaign settled as outcome. counts is
--- {"<campaign id>": {"sent": n, "failed": n, "skipped": n}}, kept in a local
--- variable by the triggers so counters change once per campaign per statement.
-CREATE OR REPLACE FUNCTION plunk_sql.count_outcome(
-    p_counts jsonb,
-    p_campaign_id text,
-    p_outcome plunk_sql.recipient_state
-)
-RETURNS jsonb
-LANGUAGE sql
-IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-RETURN pg_catalog.jsonb_set(
-    p_counts,
-    ARRAY[p_campaign_id, p_outcome::text],
-    pg_catalog.to_jsonb(coalesce((p_counts -> p_campaign_id ->> p_outcome::text)::integer, 0) + 1),
-    true)
-    || CASE WHEN p_counts ? p_campaign_id THEN '{}'::jsonb
-            ELSE pg_catalog.jsonb_build_object(
-                p_campaign_id, pg_catalog.jsonb_build_object(p_outcome::text, 1)) END;
-
-COMMENT ON FUNCTION plunk_sql.count_outcome(jsonb, text, plunk_sql.recipient_state) IS
-    'Per-statement settlement tally used by the emails triggers. Internal.';
-
--- plunk_sql.apply_outcomes(counts): apply_settlement once per campaign of a
--- tally from count_outcome, in campaign id order (one lock order everywhere).
-CREATE OR REPLACE FUNCTION plunk_sql.apply_outcomes(p_counts jsonb)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    v_campaign text;
-    v_n jsonb;
-BEGIN
-    FOR v_campaign, v_n IN SELECT k, v FROM pg_catalog.jsonb_each(p_counts) AS x (k, v) ORDER BY k LOOP
-        PERFORM plunk_sql.apply_settlement(
-            v_campaign,
-            coalesce((v_n ->> 'sent')::integer, 0),
-            coalesce((v_n ->> 'failed')::integer, 0),
-            coalesce((v_n ->> 'skipped')::integer, 0));
-    END LOOP;
-END
-$$;
-
-COMMENT ON FUNCTION plunk_sql.apply_outcomes(jsonb) IS
-    'apply_settlement for each campaign of a count_outcome tally. Internal.';
+-- Settlement tallies. The triggers walk their rows ordered by campaign id and
+-- keep one tally per campaign in three parallel integer arrays (campaign ids in
+-- v_campaigns); after the walk, apply_settlement runs once per campaign in that
+-- order: one counter update per campaign per statement, one lock order. Plain
+-- plpgsql variables: the common statement (one email, one campaign) pays no
+-- per-row function call and no jsonb.
 
 -- Trigger: a new emails row of a toolkit campaign links to its recipient.
 -- One index probe per campaign email of the statement. A second email for a recipient is
@@ -167,10 +125,13 @@ AS $$
 DECLARE
     v_expected integer;
     v_linked integer;
-    v_settled jsonb := '{}';
     v_bad record;
     v_email record;
     v_state plunk_sql.recipient_state;
+    v_campaigns text[] := '{}';
+    v_sent integer[] := '{}';
+    v_failed integer[] := '{}';
+    v_n integer := 0;
 BEGIN
     -- Transactional and workflow mail: one probe of the transition table, no join.
     IF NOT EXISTS (SELECT 1 FROM new_emails AS e WHERE e."campaignId" IS NOT NULL) THEN
@@ -207,8 +168,18 @@ BEGIN
         RETURNING r.state INTO v_state;
         IF FOUND THEN
             v_linked := v_linked + 1;
-            IF v_state IN ('sent', 'failed') THEN
-                v_settled := plunk_sql.count_outcome(v_settled, v_email.campaign_id, v_state);
+            IF v_state IN ('sent', 'failed') THEN  -- inserted already final: tally it
+                IF v_n = 0 OR v_campaigns[v_n] <> v_email.campaign_id THEN
+                    v_n := v_n + 1;
+                    v_campaigns[v_n] := v_email.campaign_id;
+                    v_sent[v_n] := 0;
+                    v_failed[v_n] := 0;
+                END IF;
+                IF v_state = 'sent' THEN
+                    v_sent[v_n] := v_sent[v_n] + 1;
+                ELSE
+                    v_failed[v_n] := v_failed[v_n] + 1;
+                END IF;
             END IF;
         END IF;
     END LOOP;
@@ -251,9 +222,9 @@ BEGIN
     END IF;
 
     -- Rows inserted already final (rare: imports, tests) settle at once.
-    IF v_settled <> '{}' THEN  -- most statements settle nothing: no call
-        PERFORM plunk_sql.apply_outcomes(v_settled);
-    END IF;
+    FOR v_i IN 1 .. v_n LOOP
+        PERFORM plunk_sql.apply_settlement(v_campaigns[v_i], v_sent[v_i], v_failed[v_i], 0);
+    END LOOP;
     RETURN NULL;
 END
 $$;
@@ -285,7 +256,10 @@ AS $$
 DECLARE
     v_email record;
     v_state plunk_sql.recipient_state;
-    v_settled jsonb := '{}';
+    v_campaigns text[] := '{}';
+    v_sent integer[] := '{}';
+    v_failed integer[] := '{}';
+    v_n integer := 0;
 BEGIN
     IF NOT EXISTS (
         SELECT 1 FROM new_emails AS e
@@ -315,12 +289,22 @@ BEGIN
           AND r.email_id = v_email.id
         RETURNING r.state INTO v_state;
         IF FOUND THEN
-            v_settled := plunk_sql.count_outcome(v_settled, v_email.campaign_id, v_state);
+            IF v_n = 0 OR v_campaigns[v_n] <> v_email.campaign_id THEN
+                v_n := v_n + 1;
+                v_campaigns[v_n] := v_email.campaign_id;
+                v_sent[v_n] := 0;
+                v_failed[v_n] := 0;
+            END IF;
+            IF v_state = 'sent' THEN
+                v_sent[v_n] := v_sent[v_n] + 1;
+            ELSE
+                v_failed[v_n] := v_failed[v_n] + 1;
+            END IF;
         END IF;
     END LOOP;
-    IF v_settled <> '{}' THEN  -- most statements settle nothing: no call
-        PERFORM plunk_sql.apply_outcomes(v_settled);
-    END IF;
+    FOR v_i IN 1 .. v_n LOOP  -- most statements settle nothing: no call
+        PERFORM plunk_sql.apply_settlement(v_campaigns[v_i], v_sent[v_i], v_failed[v_i], 0);
+    END LOOP;
     RETURN NULL;
 END
 $$;
@@ -348,7 +332,9 @@ SET enable_bitmapscan = off
 AS $$
 DECLARE
     v_email record;
-    v_settled jsonb := '{}';
+    v_campaigns text[] := '{}';
+    v_skipped integer[] := '{}';
+    v_n integer := 0;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM old_emails AS e WHERE e."campaignId" IS NOT NULL) THEN
         RETURN NULL;
@@ -369,12 +355,17 @@ BEGIN
           AND r.state = 'in_flight'
           AND r.email_id = v_email.id;
         IF FOUND THEN
-            v_settled := plunk_sql.count_outcome(v_settled, v_email.campaign_id, 'skipped');
+            IF v_n = 0 OR v_campaigns[v_n] <> v_email.campaign_id THEN
+                v_n := v_n + 1;
+                v_campaigns[v_n] := v_email.campaign_id;
+                v_skipped[v_n] := 0;
+            END IF;
+            v_skipped[v_n] := v_skipped[v_n] + 1;
         END IF;
     END LOOP;
-    IF v_settled <> '{}' THEN  -- most statements settle nothing: no call
-        PERFORM plunk_sql.apply_outcomes(v_settled);
-    END IF;
+    FOR v_i IN 1 .. v_n LOOP
+        PERFORM plunk_sql.apply_settlement(v_campaigns[v_i], 0, 0, v_skipped[v_i]);
+    END LOOP;
     RETURN NULL;
 END
 $$;
@@ -399,3 +390,8 @@ CREATE OR REPLACE TRIGGER plunk_sql_emails_after_delete
     REFERENCING OLD TABLE AS old_emails
     FOR EACH STATEMENT
     EXECUTE FUNCTION plunk_sql.emails_after_delete();
+
+-- Helpers of earlier versions (the jsonb tally), gone since the triggers above
+-- keep their tallies in variables. Dropped after the triggers stop calling them.
+DROP FUNCTION IF EXISTS plunk_sql.apply_outcomes(jsonb);
+DROP FUNCTION IF EXISTS plunk_sql.count_outcome(jsonb, text, plunk_sql.recipient_state);

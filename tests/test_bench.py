@@ -52,6 +52,11 @@ def test_bench__quick_run_writes_report_and_figures(pg_server, tmp_path, capsys)
     res = json.loads((tmp_path / "bench" / "results.json").read_text())
     assert [r["contacts"] for r in res["snapshot"]] == [20, 200, 2000]
     assert all(r["recipients"] > 0 for r in res["snapshot"])
+    # The campaigns against Plunk's algorithm are sized in recipients (20 and 100 here).
+    targets = res["config"]["seed_recipients"]
+    assert targets == [20, 100]
+    for row, target in zip(res["seed"], targets, strict=True):
+        assert abs(row["recipients"] - target) <= max(3, target // 10), (row, target)
     # Every algorithm finished its campaign, with every email sent.
     for row in res["seed"]:
         for algo in ("seed", "patched", "toolkit"):
