@@ -64,10 +64,14 @@ BEGIN
     INSERT INTO plunk_sql.campaign_runs (campaign_id, project_id, transactional)
     VALUES (p_campaign_id, v_campaign."projectId", v_campaign.type::text = 'TRANSACTIONAL');
 
-    -- The one set-based statement that resolves the audience.
+    -- The one set-based statement that resolves the audience. Sorted by contact
+    -- id, the index entries arrive in key order (btree's rightmost-leaf fast
+    -- path, full pages) and the heap follows the claim order: at 1M contacts
+    -- (269k recipients): 5.0 s unsorted, 3.9 s sorted, 2.9 s for the bare
+    -- INSERT ... SELECT into an unindexed table (medians of 3, fsync on).
     EXECUTE pg_catalog.format(
         'INSERT INTO plunk_sql.recipients (campaign_id, contact_id) '
-        'SELECT %L, c.id FROM public.contacts AS c WHERE %s',
+        'SELECT %L, c.id FROM public.contacts AS c WHERE %s ORDER BY c.id',
         p_campaign_id, plunk_sql.audience_predicate(v_campaign));
     GET DIAGNOSTICS v_count = ROW_COUNT;
 
