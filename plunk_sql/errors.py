@@ -8,7 +8,7 @@
 | P0002    | NotFound               | unknown campaign (or segment)                          |
 | 55000    | IllegalTransition      | the campaign/recipient is not in a state allowing it   |
 | 23505    | DuplicateEmail         | a second email for a recipient of a toolkit campaign   |
-| 23503    | NotARecipient          | an email for a contact outside the campaign's snapshot |
+| 23503    | NotARecipient          | an email for a contact outside the snapshot, or of another project |
 """
 
 from __future__ import annotations

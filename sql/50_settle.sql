@@ -102,7 +102,8 @@ COMMENT ON FUNCTION plunk_sql.apply_settlement(text, integer, integer, integer) 
 
 -- Trigger: a new emails row of a toolkit campaign links to its recipient.
 -- One index probe per campaign email of the statement. A second email for a recipient is
--- refused (23505), as is an email for a contact outside the snapshot (23503)
+-- refused (23505), as is an email whose "projectId" is not the campaign's or
+-- whose contact is outside the snapshot (23503)
 -- or for a recipient settled without mail (55000: unsubscribed, deleted,
 -- cancelled). Rows of campaigns the toolkit did not start are left alone.
 -- Locks: the recipient rows it links (a concurrent second email for the same
@@ -148,11 +149,21 @@ BEGIN
                    ELSE 'sent'::plunk_sql.recipient_state
                END AS outcome,
                e.status::text AS status,
-               e.error
+               e.error,
+               e."projectId" AS project_id,
+               run.project_id AS campaign_project_id
         FROM new_emails AS e
         JOIN plunk_sql.campaign_runs AS run ON run.campaign_id = e."campaignId"
         ORDER BY e."campaignId", e."contactId"  -- one lock order for every statement
     LOOP
+        IF v_email.project_id IS DISTINCT FROM v_email.campaign_project_id THEN
+            -- Plunk shows an email in its project's log: it must be the campaign's.
+            RAISE EXCEPTION USING
+                ERRCODE = 'foreign_key_violation',
+                MESSAGE = pg_catalog.format('email %s is in project %s but campaign %s belongs to project %s',
+                                            v_email.id, v_email.project_id, v_email.campaign_id,
+                                            v_email.campaign_project_id);
+        END IF;
         v_expected := v_expected + 1;
         UPDATE plunk_sql.recipients AS r
         SET state = coalesce(v_email.outcome, 'in_flight'),
@@ -231,7 +242,8 @@ $$;
 
 COMMENT ON FUNCTION plunk_sql.emails_after_insert() IS
     'Statement trigger on public.emails INSERT: links campaign emails to recipients; '
-    '23505 second email, 23503 contact not in snapshot, 55000 recipient was skipped.';
+    '23505 second email, 23503 contact not in snapshot or email of another project, '
+    '55000 recipient was skipped.';
 
 -- Trigger: an email's first final status settles its recipient: one index
 -- probe per email, and one counter update per campaign per statement, however

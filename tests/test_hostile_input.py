@@ -322,6 +322,13 @@ CASES: list[tuple[str, str, tuple, str]] = [
     ("email__contact_outside_snapshot", "INSERT", ("{sending}", "{outside_contact}"), "23503"),
     ("email__other_projects_contact", "INSERT", ("{sending}", "{other_contact}"), "23503"),
     ("email__skipped_recipient", "INSERT", ("{sending}", "{skipped_contact}"), "55000"),
+    # A recipient's email filed under another project (it would show in that project's log).
+    (
+        "email__in_another_project",
+        "INSERT_IN_OTHER_PROJECT",
+        ("{sending}", "{contact}"),
+        "23503",
+    ),
     (
         "email__batch_with_one_duplicate",
         "INSERT",
@@ -409,15 +416,16 @@ def skip_unless_installed(url: str, sql: str) -> None:
 
 def run_case(conn: psycopg.Connection, world: World, sql: str, params: tuple) -> None:
     values = tuple(world.fill(p) for p in params)
-    if sql == "INSERT":
+    if sql in ("INSERT", "INSERT_IN_OTHER_PROJECT"):
         campaign, *contacts = values
+        project = world.ids["project" if sql == "INSERT" else "other_project"]
         conn.execute(
             'INSERT INTO public.emails (id, "contactId", subject, body, "from", "sourceType",'
             ' "campaignId", "projectId", "updatedAt")'
             " SELECT gen_random_uuid()::text, k, 's', 'b', 'f@example.com', 'CAMPAIGN', %s, %s,"
             " timezone('UTC', now())"
             " FROM unnest(%s::text[]) WITH ORDINALITY AS u(k, n) ORDER BY n",
-            (campaign, world.ids["project"], contacts),
+            (campaign, project, contacts),
         )
     else:
         conn.execute(sql, values).fetchall()
