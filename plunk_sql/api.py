@@ -202,6 +202,16 @@ class Client:
 
     # -- reading ----------------------------------------------------------
 
+    def message(self, campaign_id: str) -> dict[str, Any]:
+        """plunk_sql.campaign_message: id, subject, body, from_address, from_name, reply_to and
+        project_id of a campaign plunk_sql is sending (a worker's only read of campaigns).
+
+        Raises NotFound, IllegalTransition (not a SENDING toolkit campaign), NullArgument.
+        """
+        row = self._one("campaign_message", campaign_id=campaign_id)
+        assert row is not None
+        return row
+
     def progress(self, campaign_id: str) -> Progress | None:
         """The campaign_progress row, or None when the toolkit did not start the campaign."""
         row = self._one("campaign_progress", campaign_id=campaign_id)

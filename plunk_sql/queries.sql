@@ -47,7 +47,7 @@ SELECT plunk_sql.repair_campaign(%(campaign_id)s) AS status;
 
 -- Reference worker (plunk_sql.worker) ------------------------------------
 
--- name: campaign_for_send
+-- name: campaign_message
 -- The worker role has no right on public.campaigns: this door hands out the
 -- message of a SENDING toolkit campaign only (55000 otherwise).
 SELECT m.campaign_id AS id, m.subject, m.body, m.from_address, m.from_name, m.reply_to,

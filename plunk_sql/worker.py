@@ -48,7 +48,6 @@ import psycopg
 from liquid import Environment
 
 from plunk_sql.api import Client, Recipient
-from plunk_sql.errors import from_pg
 from plunk_sql.queries import query
 
 _QUEUED_AS = re.compile(r"queued as\s+<?([^\s>]+)>?", re.IGNORECASE)
@@ -312,17 +311,8 @@ class Worker:
     def load(self) -> Campaign:
         """Read the campaign's message. Raises NotFound (P0002) for an unknown campaign and
         IllegalTransition (55000) unless plunk_sql is sending it."""
-        try:
-            with psycopg.connect(self.config.database_url, autocommit=True) as conn:
-                row = conn.execute(
-                    query("campaign_for_send"), {"campaign_id": self.config.campaign_id}
-                ).fetchone()
-        except psycopg.Error as exc:
-            mapped = from_pg(exc)
-            if mapped is exc:
-                raise
-            raise mapped from exc
-        self.campaign = Campaign(*row)
+        with Client(self.config.database_url) as client:
+            self.campaign = Campaign(**client.message(self.config.campaign_id))
         self.renderer = Renderer(self.campaign, self.config.unsubscribe_base)  # fails fast
         return self.campaign
 

@@ -19,6 +19,20 @@ def client(db_url):
         yield c
 
 
+def test_api__message_only_while_sending(client, plunk):
+    pid = plunk.project()
+    plunk.contacts(pid, 2)
+    cid = plunk.campaign(pid)
+    with pytest.raises(errors.IllegalTransition):
+        client.message(cid)  # DRAFT
+    with pytest.raises(errors.NotFound):
+        client.message("no-such-campaign")
+    client.start(cid)
+    msg = client.message(cid)
+    assert (msg["id"], msg["project_id"], msg["from_address"]) == (cid, pid, "news@example.com")
+    assert msg["subject"] and msg["body"]
+
+
 def test_api__start_preview_claim_progress(client, plunk):
     pid = plunk.project()
     plunk.contacts(pid, 5, data={"firstName": "Ada"})
