@@ -52,7 +52,9 @@ COMMENT ON VIEW plunk_sql.recipient_outcomes IS
 -- plunk_sql.campaign_progress_of(campaign_id): the campaign_progress row of one
 -- campaign, for roles without SELECT on the view: a worker watches the send it
 -- works on (counts and status only, no contact or content). Empty when the
--- toolkit did not start the campaign.
+-- toolkit did not start the campaign. The columns are spelled out rather than
+-- RETURNS SETOF the view: a function on the view's row type would block the
+-- DROP VIEW at the top of this file on the next migrate.
 --   22004 null id.
 -- Locks: none (reads). Cost: the open-recipient index range of the campaign.
 CREATE OR REPLACE FUNCTION plunk_sql.campaign_progress_of(p_campaign_id text)
