@@ -104,7 +104,9 @@ class ErrorKind:
 
 CATALOGUE: tuple[ErrorKind, ...] = (
     ErrorKind("22004", NullArgument, "a required argument is NULL"),
-    ErrorKind("22023", InvalidArgument, "claim_batch: batch_size not in 1..10000", column="batch_size"),
+    ErrorKind(
+        "22023", InvalidArgument, "claim_batch: batch_size not in 1..10000", column="batch_size"
+    ),
     ErrorKind("22023", InvalidArgument, "claim_batch: lease not in (0, 1 day]", column="lease"),
     ErrorKind(
         "22023",
@@ -121,9 +123,7 @@ CATALOGUE: tuple[ErrorKind, ...] = (
         column="value",
     ),
     ErrorKind("P0002", NotFound, "no campaign with that id", table="campaigns"),
-    ErrorKind(
-        "P0002", MissingSetting, "plunk_sql.setting(key): no such setting", table="settings"
-    ),
+    ErrorKind("P0002", MissingSetting, "plunk_sql.setting(key): no such setting", table="settings"),
     ErrorKind(
         "55000",
         IllegalTransition,

@@ -125,7 +125,9 @@ def render_error_catalogue() -> str:
         "The exceptions live in `plunk_sql.errors`; all derive from `PlunkSqlError`, whose",
         "`.pg_error` is the psycopg error and `.sqlstate` its code. `InvalidCondition` and",
         "`InvalidSetting` are `InvalidArgument`s. Any other database error (a lost connection,",
-        "a statement timeout, Plunk's constraints) propagates as psycopg raised it.",
+        "a statement timeout, Plunk's constraints) propagates as psycopg raised it; so does",
+        "`42501` (insufficient_privilege), which PostgreSQL raises when a role lacks a grant",
+        "([Roles and privileges](../roles.md)).",
         "",
     ]
     return "\n".join(lines)
