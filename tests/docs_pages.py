@@ -142,7 +142,12 @@ SELECT p.proname,
        pg_catalog.pg_get_function_identity_arguments(p.oid) AS args,
        pg_catalog.pg_get_function_result(p.oid) AS result,
        pg_catalog.obj_description(p.oid, 'pg_proc') AS comment,
-       p.prorettype = 'pg_catalog.trigger'::pg_catalog.regtype AS is_trigger
+       p.prorettype = 'pg_catalog.trigger'::pg_catalog.regtype AS is_trigger,
+       (SELECT pg_catalog.string_agg(
+                   CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END,
+                   ', ' ORDER BY 1)
+        FROM pg_catalog.aclexplode(p.proacl) AS a
+        WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner) AS callers
 FROM pg_catalog.pg_proc AS p
 WHERE p.pronamespace = 'plunk_sql'::regnamespace
 ORDER BY p.proname, args
@@ -160,15 +165,16 @@ def render_sql_reference(conn: psycopg.Connection) -> str:
         "Every function in schema `plunk_sql`, with its contract comment as the database holds it",
         "(`\\df+ plunk_sql.*` in psql shows the same). Names starting with `_`, the audience",
         "compiler's helpers and the trigger functions are internal: call the others.",
+        "\"Callable by\" lists the roles granted EXECUTE besides the owner (who migrated).",
         "See also the [error catalogue](errors.md).",
         "",
     ]
-    for name, args, result, comment, is_trigger in rows:
+    for name, args, result, comment, is_trigger, callers in rows:
         kind = " (trigger function)" if is_trigger else ""
         lines += [
             f"## `{name}({args})`{kind}",
             "",
-            f"Returns `{result}`.",
+            f"Returns `{result}`. Callable by: {callers or 'its owner only'}.",
             "",
             _md(comment),
             "",

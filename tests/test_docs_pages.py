@@ -24,7 +24,7 @@ def _current(path: Path, rendered: str) -> None:
 def test_sql_reference__every_function_has_a_contract_comment(conn):
     missing = [
         f"plunk_sql.{name}({args})"
-        for name, args, _result, comment, _trigger in conn.execute(FUNCTIONS_QUERY).fetchall()
+        for name, args, _result, comment, _trigger, _callers in conn.execute(FUNCTIONS_QUERY).fetchall()
         if not (comment or "").strip()
     ]
     assert missing == [], "functions without COMMENT ON FUNCTION: " + ", ".join(missing)
