@@ -12,11 +12,9 @@ The toolkit is migrated once into a template database; each test gets a clone
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import psycopg
@@ -119,57 +117,15 @@ def empty_db(pg_server: Server) -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-class Clones:
-    """Clones of the template made one test ahead, and dropped after their test, on a
-    background thread: the next test's CREATE DATABASE overlaps the current test instead of
-    adding to it (the clone is most of a short test's time)."""
-
-    def __init__(self, server: Server, template: str) -> None:
-        self._server = server
-        self._template = template
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clones")
-        self._next: Future[str] = self._executor.submit(self._create)
-
-    def _create(self) -> str:
-        name = f"plunk_sql_test_{os.getpid()}_{next(_counter)}"
-        with self._server.admin() as conn:
-            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self._template}"')
-        return name
-
-    def _drop(self, name: str) -> None:
-        with self._server.admin() as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    def take(self) -> str:
-        try:
-            name = self._next.result()
-        except psycopg.Error:  # e.g. a test restarted the server meanwhile: make one now
-            name = self._create()
-        self._next = self._executor.submit(self._create)
-        return name
-
-    def give_back(self, name: str) -> None:
-        self._executor.submit(self._drop, name)
-
-    def close(self) -> None:
-        with contextlib.suppress(psycopg.Error):
-            self.give_back(self._next.result())
-        self._executor.shutdown(wait=True)
-
-
-@pytest.fixture(scope="session")
-def clones(pg_server: Server, template_db: str) -> Iterator[Clones]:
-    pool = Clones(pg_server, template_db)
-    yield pool
-    pool.close()
-
-
 @pytest.fixture
-def db_url(pg_server: Server, clones: Clones) -> Iterator[str]:
+def db_url(pg_server: Server, template_db: str) -> Iterator[str]:
     """URL of a fresh clone of the migrated template."""
-    name = clones.take()
+    name = f"plunk_sql_test_{os.getpid()}_{next(_counter)}"
+    with pg_server.admin() as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
     yield pg_server.url(name)
-    clones.give_back(name)
+    with pg_server.admin() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

@@ -16,6 +16,8 @@ from plunk_sql import errors, resources
 ROOT = Path(__file__).resolve().parent.parent
 SQL_REFERENCE = ROOT / "docs" / "reference" / "sql.md"
 ERROR_CATALOGUE = ROOT / "docs" / "reference" / "errors.md"
+# The SQL reference is rendered by this PostgreSQL major (CI's); others spell types differently.
+SQL_REFERENCE_SERVER_MAJOR = 15
 
 # PL/pgSQL condition names -> SQLSTATE. (psycopg's lookup maps null_value_not_allowed to 39004;
 # PL/pgSQL resolves it to 22004, the first entry of plerrcodes.h.)
@@ -165,7 +167,7 @@ def render_sql_reference(conn: psycopg.Connection) -> str:
         "Every function in schema `plunk_sql`, with its contract comment as the database holds it",
         "(`\\df+ plunk_sql.*` in psql shows the same). Names starting with `_`, the audience",
         "compiler's helpers and the trigger functions are internal: call the others.",
-        "\"Callable by\" lists the roles granted EXECUTE besides the owner (who migrated).",
+        '"Callable by" lists the roles granted EXECUTE besides the owner (who migrated).',
         "See also the [error catalogue](errors.md).",
         "",
     ]
