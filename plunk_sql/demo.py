@@ -278,6 +278,10 @@ def reconcile(url: str, campaign: str, sink: SmtpSink, worker_rc: int | None) ->
                           (SELECT "totalRecipients" FROM public.campaigns WHERE id = %(c)s)""",
                 {"c": campaign},
             ).fetchone()
+            violated = conn.execute(
+                "SELECT invariant FROM plunk_sql.check_invariants(%s) WHERE violations > 0",
+                (campaign,),
+            ).fetchall()
     assert p is not None
     rows: list[tuple[str, object]] = [("snapshot (totalRecipients)", total_recipients)]
     rows.append(("sent", p.sent))
@@ -287,6 +291,7 @@ def reconcile(url: str, campaign: str, sink: SmtpSink, worker_rc: int | None) ->
             rows.append((f"skipped: {o.reason}", o.recipients))
     checks = [
         ("sent + failed + skipped = snapshot", p.settled == p.total == total_recipients),
+        ("plunk_sql.check_invariants: none violated", not violated),
         ("messages the SMTP sink received = sent", sink.received == p.sent),
         ("emails rows SENT = sent", emails_sent == p.sent),
         ("no recipient got two messages", not sink.duplicates()),

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from plunk_sql.calls import Progress
+
 CLEAR_EOL = "\x1b[K"  # erase what a longer previous line left on a terminal
 
 
@@ -53,7 +55,7 @@ def progress_bar(done: int, total: int, width: int = 30) -> str:
     return "[" + "#" * filled + "." * (width - filled) + f"] {frac * 100:5.1f}%"
 
 
-def progress_line(p: Any, meter: RateMeter) -> str:
+def progress_line(p: Progress, meter: RateMeter) -> str:
     """One line for a campaign_progress row (api.Progress)."""
     return (
         f"{progress_bar(p.settled, p.total)} {p.settled}/{p.total} "

@@ -76,12 +76,14 @@ BEGIN
     IF p_campaign_id IS NULL THEN
         RAISE EXCEPTION USING
             ERRCODE = 'null_value_not_allowed',
+            SCHEMA = 'plunk_sql',
             MESSAGE = 'campaign id must not be null';
     END IF;
     SELECT * INTO v_campaign FROM public.campaigns AS c WHERE c.id = p_campaign_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING
             ERRCODE = 'no_data_found',
+            SCHEMA = 'plunk_sql', TABLE = 'campaigns',
             MESSAGE = pg_catalog.format('campaign %s does not exist', p_campaign_id);
     END IF;
     RETURN v_campaign;

@@ -12,7 +12,7 @@
 -- the key.
 --
 -- Fields: email, subscribed, createdAt, updatedAt, data.<key>, event.<name>,
--- email.<activity>, segment.<id> (docs/grammar.md has the table). Event, email
+-- email.<activity>, segment.<id> (docs/audience-grammar.md has the table). Event, email
 -- activity and membership tests are bare [NOT] EXISTS over public.events /
 -- public.emails / public.segment_memberships scoped to the contact and the
 -- project: semi/anti joins under AND, indexed probes under OR. The only
@@ -44,6 +44,7 @@ DECLARE
 BEGIN
     RAISE EXCEPTION USING
         ERRCODE = 'invalid_parameter_value',
+        SCHEMA = 'plunk_sql', CONSTRAINT = 'audience',
         MESSAGE = pg_catalog.format('invalid audience filter %s: %s', v_text, p_reason);
 END
 $$;
@@ -122,7 +123,7 @@ $$;
 COMMENT ON FUNCTION plunk_sql.condition_string(jsonb) IS
     'The filter value as text; raises 22023 unless it is a JSON string.';
 
--- plunk_sql.compile_contact_time_filter(column, filter): createdAt/updatedAt.
+-- plunk_sql.compile_time_column_filter(column, filter): createdAt/updatedAt.
 CREATE OR REPLACE FUNCTION plunk_sql.compile_time_column_filter(p_column text, p_filter jsonb)
 RETURNS text
 LANGUAGE plpgsql
@@ -562,6 +563,7 @@ BEGIN
     IF p_project_id IS NULL THEN
         RAISE EXCEPTION USING
             ERRCODE = 'null_value_not_allowed',
+            SCHEMA = 'plunk_sql',
             MESSAGE = 'compile_condition: project id must not be null';
     END IF;
     IF p_depth >= plunk_sql.condition_max_depth() THEN
@@ -653,6 +655,7 @@ BEGIN
         THEN
             RAISE EXCEPTION USING
                 ERRCODE = 'invalid_parameter_value',
+                SCHEMA = 'plunk_sql', CONSTRAINT = 'audience',
                 MESSAGE = pg_catalog.format('campaign %s has a FILTERED audience but no audienceCondition', p_campaign.id);
         END IF;
         RETURN v_base || ' AND ' || plunk_sql.compile_condition(p_campaign."audienceCondition", p_campaign."projectId");
@@ -661,6 +664,7 @@ BEGIN
         IF NOT FOUND THEN
             RAISE EXCEPTION USING
                 ERRCODE = 'invalid_parameter_value',
+                SCHEMA = 'plunk_sql', CONSTRAINT = 'audience',
                 MESSAGE = pg_catalog.format('campaign %s targets segment %s, which does not exist',
                                             p_campaign.id, coalesce(p_campaign."segmentId", 'null'));
         END IF;
@@ -669,6 +673,7 @@ BEGIN
             -- segment define (or widen) this audience.
             RAISE EXCEPTION USING
                 ERRCODE = 'invalid_parameter_value',
+                SCHEMA = 'plunk_sql', CONSTRAINT = 'audience',
                 MESSAGE = pg_catalog.format('campaign %s targets segment %s, which belongs to another project',
                                             p_campaign.id, v_segment.id);
         END IF;
@@ -681,6 +686,7 @@ BEGIN
         IF v_segment.condition IS NULL OR pg_catalog.jsonb_typeof(v_segment.condition) = 'null' THEN
             RAISE EXCEPTION USING
                 ERRCODE = 'invalid_parameter_value',
+                SCHEMA = 'plunk_sql', CONSTRAINT = 'audience',
                 MESSAGE = pg_catalog.format('dynamic segment %s has no condition', v_segment.id);
         END IF;
         RETURN v_base || ' AND ' || plunk_sql.compile_condition(
@@ -688,6 +694,7 @@ BEGIN
     ELSE
         RAISE EXCEPTION USING
             ERRCODE = 'invalid_parameter_value',
+            SCHEMA = 'plunk_sql', CONSTRAINT = 'audience',
             MESSAGE = pg_catalog.format('campaign %s has unsupported audienceType %s',
                                         p_campaign.id, p_campaign."audienceType");
     END CASE;

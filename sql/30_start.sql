@@ -56,6 +56,7 @@ BEGIN
     IF v_campaign.status::text NOT IN ('DRAFT', 'SCHEDULED') THEN
         RAISE EXCEPTION USING
             ERRCODE = 'object_not_in_prerequisite_state',
+            SCHEMA = 'plunk_sql',
             MESSAGE = pg_catalog.format('campaign %s is %s: only DRAFT or SCHEDULED campaigns can be started',
                                         p_campaign_id, v_campaign.status),
             HINT = 'A campaign stuck in SENDING from before plunk_sql was installed: see plunk_sql.repair_campaign.';

@@ -45,16 +45,19 @@ BEGIN
     IF p_batch_size IS NULL OR p_lease IS NULL THEN
         RAISE EXCEPTION USING
             ERRCODE = 'null_value_not_allowed',
+            SCHEMA = 'plunk_sql',
             MESSAGE = 'batch_size and lease must not be null';
     END IF;
     IF p_batch_size NOT BETWEEN 1 AND 10000 THEN
         RAISE EXCEPTION USING
             ERRCODE = 'invalid_parameter_value',
+            SCHEMA = 'plunk_sql', COLUMN = 'batch_size',
             MESSAGE = pg_catalog.format('batch_size must be between 1 and 10000, got %s', p_batch_size);
     END IF;
     IF p_lease <= interval '0' OR p_lease > interval '1 day' THEN
         RAISE EXCEPTION USING
             ERRCODE = 'invalid_parameter_value',
+            SCHEMA = 'plunk_sql', COLUMN = 'lease',
             MESSAGE = pg_catalog.format('lease must be positive and at most 1 day, got %s', p_lease);
     END IF;
 

@@ -160,6 +160,7 @@ BEGIN
             -- Plunk shows an email in its project's log: it must be the campaign's.
             RAISE EXCEPTION USING
                 ERRCODE = 'foreign_key_violation',
+                SCHEMA = 'plunk_sql', CONSTRAINT = 'email_project_is_campaign_project',
                 MESSAGE = pg_catalog.format('email %s is in project %s but campaign %s belongs to project %s',
                                             v_email.id, v_email.project_id, v_email.campaign_id,
                                             v_email.campaign_project_id);
@@ -212,21 +213,25 @@ BEGIN
             -- (cancel_campaign going back to DRAFT): nothing may be mailed.
             RAISE EXCEPTION USING
                 ERRCODE = 'object_not_in_prerequisite_state',
+                SCHEMA = 'plunk_sql',
                 MESSAGE = 'the campaign was cancelled while its emails were inserted: no email may be created';
         ELSIF v_bad.state IS NULL THEN
             RAISE EXCEPTION USING
                 ERRCODE = 'foreign_key_violation',
+                SCHEMA = 'plunk_sql', CONSTRAINT = 'email_contact_is_recipient',
                 MESSAGE = pg_catalog.format('contact %s is not a recipient of campaign %s (not in its snapshot)',
                                             v_bad.contact_id, v_bad.campaign_id);
         ELSIF v_bad.state = 'skipped' AND v_bad.in_statement = 1 THEN
             RAISE EXCEPTION USING
                 ERRCODE = 'object_not_in_prerequisite_state',
+                SCHEMA = 'plunk_sql',
                 MESSAGE = pg_catalog.format('recipient %s of campaign %s was skipped (%s): no email may be created',
                                             v_bad.contact_id, v_bad.campaign_id, coalesce(v_bad.reason, 'no reason')),
                 HINT = 'Claim recipients with plunk_sql.claim_batch and mail only the rows it returns.';
         END IF;
         RAISE EXCEPTION USING
             ERRCODE = 'unique_violation',
+            SCHEMA = 'plunk_sql', CONSTRAINT = 'one_email_per_recipient',
             MESSAGE = pg_catalog.format('campaign %s already has an email for contact %s',
                                         v_bad.campaign_id, v_bad.contact_id),
             DETAIL = 'plunk_sql allows one email per recipient of a campaign it started.';

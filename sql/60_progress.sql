@@ -79,6 +79,7 @@ AS $$
 BEGIN
     IF p_campaign_id IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            SCHEMA = 'plunk_sql',
             MESSAGE = 'campaign id must not be null';
     END IF;
     RETURN QUERY

@@ -42,6 +42,7 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM plunk_sql.campaign_runs AS r WHERE r.campaign_id = p_campaign_id) THEN
         RAISE EXCEPTION USING
             ERRCODE = 'object_not_in_prerequisite_state',
+            SCHEMA = 'plunk_sql',
             MESSAGE = pg_catalog.format('campaign %s is %s and was not started by plunk_sql: it cannot be paused',
                                         p_campaign_id, v_campaign.status),
             HINT = 'Only SENDING campaigns started with plunk_sql.start_campaign can be paused.';
@@ -54,6 +55,7 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION USING
             ERRCODE = 'object_not_in_prerequisite_state',
+            SCHEMA = 'plunk_sql',
             MESSAGE = pg_catalog.format('campaign %s is already paused', p_campaign_id),
             HINT = pg_catalog.format('SELECT plunk_sql.resume_campaign(%L);', p_campaign_id);
     END IF;
@@ -62,6 +64,7 @@ BEGIN
     IF v_status <> 'SENDING' THEN
         RAISE EXCEPTION USING
             ERRCODE = 'object_not_in_prerequisite_state',
+            SCHEMA = 'plunk_sql',
             MESSAGE = pg_catalog.format('campaign %s is %s: only SENDING campaigns can be paused',
                                         p_campaign_id, v_status);
     END IF;
@@ -94,6 +97,7 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION USING
             ERRCODE = 'object_not_in_prerequisite_state',
+            SCHEMA = 'plunk_sql',
             MESSAGE = pg_catalog.format('campaign %s (%s) is not paused', p_campaign_id, v_campaign.status);
     END IF;
 
@@ -101,6 +105,7 @@ BEGIN
     IF v_status <> 'SENDING' THEN
         RAISE EXCEPTION USING
             ERRCODE = 'object_not_in_prerequisite_state',
+            SCHEMA = 'plunk_sql',
             MESSAGE = pg_catalog.format('campaign %s is %s: only SENDING campaigns can be resumed',
                                         p_campaign_id, v_status);
     END IF;
@@ -182,6 +187,7 @@ BEGIN
                 IF v_status = 'SENDING' THEN
                     RAISE EXCEPTION USING
                         ERRCODE = 'object_not_in_prerequisite_state',
+                        SCHEMA = 'plunk_sql',
                         MESSAGE = pg_catalog.format(
                             'campaign %s is SENDING but was not started by plunk_sql: it cannot be cancelled here',
                             p_campaign_id),
@@ -189,6 +195,7 @@ BEGIN
                 END IF;
                 RAISE EXCEPTION USING
                     ERRCODE = 'object_not_in_prerequisite_state',
+                    SCHEMA = 'plunk_sql',
                     MESSAGE = pg_catalog.format('campaign %s is %s: only SCHEDULED or SENDING campaigns can be cancelled',
                                                 p_campaign_id, v_status);
             END IF;
@@ -205,6 +212,7 @@ BEGIN
     IF v_status <> 'SENDING' THEN
         RAISE EXCEPTION USING
             ERRCODE = 'object_not_in_prerequisite_state',
+            SCHEMA = 'plunk_sql',
             MESSAGE = pg_catalog.format('campaign %s is %s: only SCHEDULED or SENDING campaigns can be cancelled',
                                         p_campaign_id, v_status);
     END IF;
@@ -259,6 +267,7 @@ BEGIN
             IF v_attempts >= 200 THEN
                 RAISE EXCEPTION USING
                     ERRCODE = 'lock_not_available',
+                    SCHEMA = 'plunk_sql',
                     MESSAGE = pg_catalog.format('could not cancel campaign %s: workers kept its recipients locked',
                                                 p_campaign_id),
                     HINT = 'Retry, or pause the campaign first.';
@@ -293,6 +302,7 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION USING
             ERRCODE = 'object_not_in_prerequisite_state',
+            SCHEMA = 'plunk_sql',
             MESSAGE = pg_catalog.format('campaign %s finished while it was being cancelled: nothing changed',
                                         p_campaign_id);
     END IF;
@@ -341,6 +351,7 @@ BEGIN
     IF EXISTS (SELECT 1 FROM plunk_sql.campaign_runs AS r WHERE r.campaign_id = p_campaign_id) THEN
         RAISE EXCEPTION USING
             ERRCODE = 'object_not_in_prerequisite_state',
+            SCHEMA = 'plunk_sql',
             MESSAGE = pg_catalog.format('campaign %s was started by plunk_sql: it is not repaired by hand',
                                         p_campaign_id),
             HINT = 'It finishes when its recipients settle; see plunk_sql.campaign_progress, '
@@ -351,6 +362,7 @@ BEGIN
     IF v_status <> 'SENDING' THEN
         RAISE EXCEPTION USING
             ERRCODE = 'object_not_in_prerequisite_state',
+            SCHEMA = 'plunk_sql',
             MESSAGE = pg_catalog.format('campaign %s is %s: only a SENDING campaign can be repaired',
                                         p_campaign_id, v_status);
     END IF;
@@ -365,6 +377,7 @@ BEGIN
     IF v_open > 0 THEN
         RAISE EXCEPTION USING
             ERRCODE = 'object_not_in_prerequisite_state',
+            SCHEMA = 'plunk_sql',
             MESSAGE = pg_catalog.format('campaign %s still has %s open emails (PENDING or SENDING): not repaired',
                                         p_campaign_id, v_open),
             DETAIL = pg_catalog.format('%s emails created, %s sent.', v_created, v_sent),

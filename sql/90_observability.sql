@@ -16,12 +16,14 @@ BEGIN
     IF p_key IS NULL THEN
         RAISE EXCEPTION USING
             ERRCODE = 'null_value_not_allowed',
+            SCHEMA = 'plunk_sql',
             MESSAGE = 'setting key must not be null';
     END IF;
     SELECT s.value INTO v_value FROM plunk_sql.settings AS s WHERE s.key = p_key;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING
             ERRCODE = 'no_data_found',
+            SCHEMA = 'plunk_sql', TABLE = 'settings',
             MESSAGE = pg_catalog.format('plunk_sql setting %s does not exist', p_key),
             HINT = 'Run plunk-sql migrate: migration 0002_settings inserts the defaults.';
     END IF;
@@ -57,6 +59,7 @@ BEGIN
         IF v_interval IS NULL OR v_interval <= interval '0' THEN
             RAISE EXCEPTION USING
                 ERRCODE = 'invalid_parameter_value',
+                SCHEMA = 'plunk_sql', TABLE = 'settings', COLUMN = 'value',
                 MESSAGE = pg_catalog.format('setting %s must be a positive interval, got %L', NEW.key, NEW.value);
         END IF;
     ELSIF NEW.key = 'sweep_batch_size' THEN
@@ -68,12 +71,14 @@ BEGIN
         IF v_integer IS NULL OR v_integer NOT BETWEEN 1 AND 100000 THEN
             RAISE EXCEPTION USING
                 ERRCODE = 'invalid_parameter_value',
+                SCHEMA = 'plunk_sql', TABLE = 'settings', COLUMN = 'value',
                 MESSAGE = pg_catalog.format('setting %s must be an integer between 1 and 100000, got %L',
                                             NEW.key, NEW.value);
         END IF;
     ELSIF NEW.key IN ('sweep_schedule', 'prune_schedule') AND pg_catalog.btrim(NEW.value) = '' THEN
         RAISE EXCEPTION USING
             ERRCODE = 'invalid_parameter_value',
+            SCHEMA = 'plunk_sql', TABLE = 'settings', COLUMN = 'value',
             MESSAGE = pg_catalog.format('setting %s must be a cron schedule, got an empty string', NEW.key);
     END IF;
     RETURN NEW;

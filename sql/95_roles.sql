@@ -12,7 +12,7 @@
 --   schema of Plunk's database, so this file does it explicitly.)
 -- * Two NOLOGIN roles, created when the migrating user may create roles (else a
 --   NOTICE says so; `SELECT * FROM plunk_sql.privilege_statements()` prints the
---   statements a superuser runs instead; docs/reliability.md lists them):
+--   statements a superuser runs instead; docs/roles.md lists them):
 --     plunk_sql_worker    claim_batch, campaign_message (the subject/body of a
 --                         SENDING toolkit campaign), campaign_progress_of (the
 --                         counts of one campaign), utc_now; INSERT on public.emails; UPDATE of the
@@ -79,6 +79,7 @@ BEGIN
     THEN
         RAISE EXCEPTION USING
             ERRCODE = 'object_not_in_prerequisite_state',
+            SCHEMA = 'plunk_sql',
             MESSAGE = pg_catalog.format('campaign %s is %s: its message is only handed out while plunk_sql sends it',
                                         p_campaign_id, v_campaign.status);
     END IF;

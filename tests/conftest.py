@@ -31,6 +31,27 @@ from tests.factories import Plunk
 os.environ.setdefault("PLUNK_SQL_SCHEDULE_SWEEP", "0")
 
 TEMPLATE = f"plunk_sql_template_{os.getpid()}"
+
+# Test layers: `make test-fast` runs `-m "not slow"` (the edit-test loop, under 2 minutes);
+# `make test` runs everything. A module is slow as a whole when it waits on wall-clock time
+# (pg_cron ticks, restarts), runs processes (chaos, demo, bench) or generates many examples.
+SLOW_MODULES = {
+    "test_bench": "runs the benchmark pipeline",
+    "test_chaos": "a chaos run: worker processes, injected faults, a PostgreSQL restart",
+    "test_crash": "kills and restarts PostgreSQL",
+    "test_demo": "the demo end to end: SMTP sink, worker process",
+    "test_model": "hypothesis state machine over concurrent sessions",
+    "test_audience_properties": "hypothesis properties against the reference audience",
+    "test_upgrade": "installs the previous release from git, migrates mid-send",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.module is not None and item.module.__name__.rpartition(".")[2] in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
 _counter = itertools.count()
 
 

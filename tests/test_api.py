@@ -156,3 +156,36 @@ def test_api__async_client_connection_and_pool(db_url, plunk):
             assert Outcome("claimed", None, 2) in await client.outcomes(cid)
 
     asyncio.run(scenario())
+
+
+def test_api__sync_and_async_clients_expose_the_same_calls():
+    from plunk_sql import calls
+    from plunk_sql.api import AsyncClient
+
+    def public(cls: type) -> set[str]:
+        return {n for n in vars(cls) if not n.startswith("_")} - {"connect", "close"}
+
+    names = {c.__name__ for c in calls.ALL}
+    assert public(Client) == public(AsyncClient) == names
+    for name in names:
+        assert getattr(Client, name) is getattr(AsyncClient, name) is getattr(calls, name)
+
+
+def test_api__async_client_message_and_errors_match_the_sync_client(db_url, plunk):
+    from plunk_sql.api import AsyncClient
+
+    pid = plunk.project()
+    plunk.contacts(pid, 1)
+    cid = plunk.campaign(pid)
+
+    async def scenario() -> None:
+        async with await AsyncClient.connect(db_url) as client:
+            with pytest.raises(errors.IllegalTransition):
+                await client.message(cid)
+            await client.start(cid)
+            with Client(db_url) as sync:
+                assert await client.message(cid) == sync.message(cid)
+            with pytest.raises(errors.InvalidArgument, match="batch_size"):
+                await client.claim(cid, batch_size=0)
+
+    asyncio.run(scenario())

@@ -161,8 +161,11 @@ def test_sweep__a_schedule_that_becomes_due_starts_on_the_next_sweep(conn, plunk
     plunk.contacts(project, 1)
     campaign = plunk.campaign(project, status="SCHEDULED", scheduled_for="2999-01-01 00:00:00")
     assert sweep(conn) == []
+    # "scheduledFor" is timestamp(3): now() would round *up* to the millisecond, possibly past
+    # the sweep's utc_now() a moment later (2 runs in 9 failed). Truncated, it is <= any later now.
     conn.execute(
-        "UPDATE public.campaigns SET \"scheduledFor\" = timezone('UTC', now()) WHERE id = %s",
+        "UPDATE public.campaigns"
+        " SET \"scheduledFor\" = date_trunc('milliseconds', timezone('UTC', now())) WHERE id = %s",
         (campaign,),
     )
     assert sweep(conn) == [("scheduled_started", campaign, 1)]

@@ -1,0 +1,119 @@
+-- The invariants of a send, checked from the rows, in one place: the tests, the chaos run and
+-- the demo's reconciliation all call plunk_sql.check_invariants (they used to carry three
+-- copies). Applied after 95_roles.sql, so this file revokes its own function from PUBLIC.
+
+-- plunk_sql.check_invariants(campaign_id): one row per invariant, `violations` 0 when it
+-- holds. The invariants (design notes, docs/design.md):
+--   total_mismatch                  totalRecipients = the run's total = its snapshot rows
+--   states_differ_from_total        pending + claimed + in_flight + sent + failed + skipped = total
+--   recipient_rows_duplicated       one snapshot row per contact
+--   duplicate_emails                at most one emails row per recipient
+--   counters_differ_from_recount    the run's sent/failed/skipped counters (and "sentCount")
+--                                   equal a recount of the snapshot rows
+--   settled_but_sending             a campaign whose every recipient settled is not SENDING
+--   sent_with_open_recipients       a SENT campaign has no open recipient
+--   emails_unlinked                 every email of the campaign is linked to its recipient
+-- (Emails may still change status after a campaign is SENT: Plunk's late delivery events.)
+-- Errors: 22004 null id; P0002 unknown campaign. A campaign plunk_sql did not start has no
+-- snapshot: every row then reports total_mismatch 1.
+-- Locks: none (reads, in the caller's snapshot). Cost: scans the campaign's snapshot and
+-- emails (a check, not a hot path).
+CREATE OR REPLACE FUNCTION plunk_sql.check_invariants(p_campaign_id text)
+RETURNS TABLE (invariant text, violations bigint)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_campaign public.campaigns := plunk_sql.require_campaign(p_campaign_id);
+    v_run plunk_sql.campaign_runs;
+    v_rows bigint;
+    v_open bigint;
+    v_sent bigint;
+    v_failed bigint;
+    v_skipped bigint;
+BEGIN
+    SELECT * INTO v_run FROM plunk_sql.campaign_runs AS r WHERE r.campaign_id = p_campaign_id;
+    SELECT pg_catalog.count(*),
+           pg_catalog.count(*) FILTER (WHERE r.state IN ('pending', 'claimed', 'in_flight')),
+           pg_catalog.count(*) FILTER (WHERE r.state = 'sent'),
+           pg_catalog.count(*) FILTER (WHERE r.state = 'failed'),
+           pg_catalog.count(*) FILTER (WHERE r.state = 'skipped')
+    INTO v_rows, v_open, v_sent, v_failed, v_skipped
+    FROM plunk_sql.recipients AS r
+    WHERE r.campaign_id = p_campaign_id;
+
+    invariant := 'total_mismatch';
+    violations := (v_run.campaign_id IS NULL
+                   OR v_campaign."totalRecipients" IS DISTINCT FROM v_run.total
+                   OR v_run.total <> v_rows)::integer;
+    RETURN NEXT;
+
+    invariant := 'states_differ_from_total';
+    violations := (v_run.campaign_id IS NOT NULL
+                   AND v_open + v_run.sent + v_run.failed + v_run.skipped <> v_run.total)::integer;
+    RETURN NEXT;
+
+    invariant := 'recipient_rows_duplicated';
+    SELECT pg_catalog.count(*) INTO violations
+    FROM (SELECT 1 FROM plunk_sql.recipients AS r
+          WHERE r.campaign_id = p_campaign_id
+          GROUP BY r.contact_id HAVING pg_catalog.count(*) > 1) AS d;
+    RETURN NEXT;
+
+    invariant := 'duplicate_emails';
+    SELECT pg_catalog.count(*) INTO violations
+    FROM (SELECT 1 FROM public.emails AS e
+          WHERE e."campaignId" = p_campaign_id
+          GROUP BY e."contactId" HAVING pg_catalog.count(*) > 1) AS d;
+    RETURN NEXT;
+
+    invariant := 'counters_differ_from_recount';
+    violations := (v_run.campaign_id IS NOT NULL
+                   AND (v_run.sent <> v_sent OR v_run.failed <> v_failed
+                        OR v_run.skipped <> v_skipped
+                        OR v_campaign."sentCount" IS DISTINCT FROM v_run.sent))::integer;
+    RETURN NEXT;
+
+    invariant := 'settled_but_sending';
+    violations := (v_run.total > 0 AND v_open = 0 AND v_rows > 0
+                   AND v_campaign.status::text = 'SENDING')::integer;
+    RETURN NEXT;
+
+    invariant := 'sent_with_open_recipients';
+    violations := CASE WHEN v_campaign.status::text = 'SENT' THEN v_open ELSE 0 END;
+    RETURN NEXT;
+
+    invariant := 'emails_unlinked';
+    SELECT pg_catalog.count(*) INTO violations
+    FROM public.emails AS e
+    WHERE e."campaignId" = p_campaign_id
+      AND v_run.campaign_id IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM plunk_sql.recipients AS r
+                      WHERE r.campaign_id = p_campaign_id AND r.email_id = e.id);
+    RETURN NEXT;
+
+END
+$$;
+
+COMMENT ON FUNCTION plunk_sql.check_invariants(text) IS
+    'One row per invariant of a send (total_mismatch, states_differ_from_total, '
+    'recipient_rows_duplicated, duplicate_emails, counters_differ_from_recount, '
+    'settled_but_sending, sent_with_open_recipients, emails_unlinked) '
+    'with its violation count, 0 when it holds. Errors: 22004 null id, P0002 unknown campaign. '
+    'Locks: none (reads).';
+
+-- Defined by migration 0001 (released, not edited): its contract comment lives here.
+COMMENT ON FUNCTION plunk_sql._campaign_runs_after_delete() IS
+    'Statement trigger on plunk_sql.campaign_runs: deleting a run (Plunk cascades a deleted '
+    'campaign to it) deletes its snapshot rows. Locks: the deleted runs'' recipient rows.';
+
+-- 95_roles.sql revoked PUBLIC from the functions that existed when it ran; this one comes after.
+REVOKE ALL ON FUNCTION plunk_sql.check_invariants(text) FROM PUBLIC;
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'plunk_sql_operator') THEN
+        GRANT EXECUTE ON FUNCTION plunk_sql.check_invariants(text) TO plunk_sql_operator;
+    END IF;
+END
+$$;
