@@ -33,6 +33,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from plunk_sql.connection import connect as _connect
+from plunk_sql.connection import connect_kwargs
 from plunk_sql.errors import from_pg
 from plunk_sql.queries import query
 
@@ -115,7 +117,9 @@ class Client:
         self._pool = None
         self._conn: psycopg.Connection | None = None
         if isinstance(source, str):
-            self._owned = self._conn = psycopg.connect(source, autocommit=True)
+            # plunk_sql.connection: no server-side prepared statements unless
+            # PLUNK_SQL_PREPARE_THRESHOLD says otherwise (PgBouncer transaction pooling).
+            self._owned = self._conn = _connect(source, autocommit=True)
         elif isinstance(source, psycopg.Connection):
             self._conn = source
         elif ConnectionPool is not None and isinstance(source, ConnectionPool):
@@ -251,6 +255,15 @@ class Client:
         assert row is not None
         return str(row["status"])
 
+    def repair_preview(self, campaign_id: str) -> dict[str, Any] | None:
+        """What repair_campaign would do (read-only): status, toolkit, total_recipients,
+        sent_count, created, sent, open; None for an unknown campaign."""
+        return self._one("repair_preview", campaign_id=campaign_id)
+
+    def legacy_stuck_campaigns(self) -> list[str]:
+        """Ids of campaigns stuck SENDING without a snapshot (plunk_sql.stuck_campaigns)."""
+        return [str(r["campaign_id"]) for r in self._all("legacy_stuck_campaigns")]
+
 
 class AsyncClient:
     """The same calls as Client for asyncio: `await AsyncClient.connect(url)`,
@@ -272,7 +285,8 @@ class AsyncClient:
 
     @classmethod
     async def connect(cls, url: str) -> AsyncClient:
-        return cls(await psycopg.AsyncConnection.connect(url, autocommit=True), _owned=True)
+        conn = await psycopg.AsyncConnection.connect(url, autocommit=True, **connect_kwargs())
+        return cls(conn, _owned=True)
 
     async def close(self) -> None:
         if self._owned and self._conn is not None:

@@ -30,6 +30,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
+from plunk_sql.connection import connect
 from plunk_sql.queries import query
 
 SWEEP_COMMAND = "SELECT * FROM plunk_sql.sweep()"
@@ -79,7 +80,7 @@ def _cron_database(conn: psycopg.Connection) -> tuple[str | None, bool]:
 def _other_db(conn: psycopg.Connection, dbname: str) -> psycopg.Connection:
     """A connection to another database of the same server, same credentials."""
     info = make_conninfo(conn.info.dsn, dbname=dbname, password=conn.info.password or None)
-    return psycopg.connect(info, autocommit=True, connect_timeout=10)
+    return connect(info, autocommit=True, connect_timeout=10)
 
 
 def _statements(conn: psycopg.Connection, cron_db: str) -> tuple[str, list[str]]:
@@ -123,7 +124,7 @@ def _psql_lines(cron_db: str, statements: list[str]) -> list[str]:
 
 def schedule_sweep(database_url: str) -> ScheduleResult:
     """Schedule (or re-schedule with the current settings) the sweep and prune jobs."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with connect(database_url, autocommit=True) as conn:
         cron_db, known = _cron_database(conn)
         guess = "" if known else f" (cron.database_name is not readable here: assuming {cron_db!r})"
         if cron_db is None:
@@ -173,7 +174,7 @@ def schedule_sweep(database_url: str) -> ScheduleResult:
 
 def unschedule_sweep(database_url: str) -> bool:
     """Remove this database's sweep job (the shared prune job stays). True when one was removed."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with connect(database_url, autocommit=True) as conn:
         cron_db, _known = _cron_database(conn)
         if cron_db is None:
             return False

@@ -15,11 +15,16 @@ from psycopg.conninfo import conninfo_to_dict
 from yoyo import get_backend, read_migrations
 
 from plunk_sql import cron, resources
+from plunk_sql.connection import connect, prepare_threshold
 
 SCHEMA = "plunk_sql"
 
 
-class PlunkTablesMissing(RuntimeError):
+class MigrateRefused(RuntimeError):
+    """migrate refused before changing anything; the message says why, on one line."""
+
+
+class PlunkTablesMissing(MigrateRefused):
     """The database has no Plunk tables and --with-plunk-tables was not given."""
 
 
@@ -70,7 +75,7 @@ def migrate(
     """schedule_sweep: schedule the sweep with pg_cron (plunk_sql.cron) after installing;
     None means yes unless PLUNK_SQL_SCHEDULE_SWEEP=0."""
     created = False
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with connect(database_url, autocommit=True) as conn:
         if not has_plunk_tables(conn):
             if not with_plunk_tables:
                 raise PlunkTablesMissing(
@@ -85,6 +90,8 @@ def migrate(
 
     backend = get_backend(yoyo_url(database_url))
     try:
+        # yoyo opens its own psycopg connection: same prepare switch as everywhere.
+        backend.connection.prepare_threshold = prepare_threshold()
         migrations = read_migrations(str(resources.migrations_dir()))
         with backend.lock():
             pending = backend.to_apply(migrations)
@@ -93,7 +100,7 @@ def migrate(
     finally:
         backend.connection.close()
 
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with connect(database_url, autocommit=True) as conn:
         files = apply_functions(conn)
     if schedule_sweep is None:
         schedule_sweep = cron.enabled_by_env()

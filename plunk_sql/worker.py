@@ -48,6 +48,7 @@ import psycopg
 from liquid import Environment
 
 from plunk_sql.api import Client, Recipient
+from plunk_sql.connection import connect
 from plunk_sql.queries import query
 
 _QUEUED_AS = re.compile(r"queued as\s+<?([^\s>]+)>?", re.IGNORECASE)
@@ -343,7 +344,7 @@ class Worker:
     def _thread_main(self, index: int) -> None:
         sender = SmtpSender(self.config.smtp)
         try:
-            with psycopg.connect(self.config.database_url, autocommit=True) as conn:
+            with connect(self.config.database_url, autocommit=True) as conn:
                 client = Client(conn)
                 while not self._stop.is_set():
                     batch = client.claim(

@@ -18,7 +18,7 @@ import uuid
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from plunk_sql import cli, cron
+from plunk_sql import cli, cron, resources
 from plunk_sql.migrate import migrate
 
 pytestmark = pytest.mark.usefixtures("needs_pg_cron")
@@ -157,7 +157,9 @@ def test_cron__doctor_reports_mode_triggers_and_problems(db_url, conn, capsys, s
     assert all(report["triggers"].values())
     assert report["sweep"]["mode"] == "none"
     assert any("no sweep" in p for p in report["problems"])
-    assert report["migrations"] == ["0001_initial", "0002_settings"]
+    assert report["migrations"] == sorted(
+        m.stem for m in resources.migrations_dir().glob("0*.sql") if ".rollback" not in m.name
+    )
 
     # A `plunk-sql sweep --every` loop connected: loop mode.
     loop = threading.Thread(

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
 from plunk_sql import __version__
-from plunk_sql.commands.common import EXIT_ERROR, EXIT_OK, database_url
+from plunk_sql.commands.common import EXIT_ERROR, EXIT_OK, connect
 from plunk_sql.cron import cron_status
 from plunk_sql.queries import query
 
@@ -110,12 +109,8 @@ def _text(report: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        with psycopg.connect(database_url(args), autocommit=True) as conn:
-            report = diagnose(conn)
-    except psycopg.Error as exc:
-        print(f"plunk-sql doctor: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+    with connect(args) as conn:
+        report = diagnose(conn)
     if args.json:
         print(json.dumps(report, default=str, indent=2))
     else:
@@ -123,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_ERROR if report["problems"] else EXIT_OK
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("doctor", help="check installation, sweep mode and stuck campaigns")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)

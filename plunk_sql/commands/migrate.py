@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from plunk_sql.commands.common import EXIT_ERROR, EXIT_OK, database_url
-from plunk_sql.migrate import PlunkTablesMissing, migrate
+from plunk_sql.commands.common import EXIT_OK, CommandFailed, database_url
+from plunk_sql.migrate import MigrateRefused, migrate
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         result = migrate(database_url(args), with_plunk_tables=args.with_plunk_tables)
-    except PlunkTablesMissing as exc:
-        print(f"plunk-sql migrate: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+    except MigrateRefused as exc:
+        raise CommandFailed(str(exc)) from exc
     if result.created_plunk_tables:
         print("created Plunk tables")
     if result.applied_migrations:
@@ -29,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("migrate", help="install or upgrade the toolkit in the database")
     p.add_argument(
         "--with-plunk-tables",
