@@ -65,10 +65,12 @@ def run(args: argparse.Namespace) -> int:
         _print(rows, args.json)
         return EXIT_OK
 
-    # The loop outlives failures: each is one stderr line, and the next pass retries
-    # (a lost connection is reopened). A first connection that fails is fatal (exit 1):
-    # a wrong URL or password does not get better by retrying.
+    # Fail fast, then keep going: until one pass succeeded, a failure ends the loop
+    # through the CLI's error path (exit 1: a wrong URL, password or grant does not get
+    # better by retrying, and a service manager shows it at once). After that, each
+    # failure is one stderr line and the next pass retries (a lost connection is reopened).
     runs = 0
+    swept_once = False
     conn: psycopg.Connection[Any] | None = connect(args, application_name=LOOP_APPLICATION_NAME)
     try:
         while args.count is None or runs < args.count:
@@ -77,16 +79,20 @@ def run(args: argparse.Namespace) -> int:
                 if conn is None or conn.closed:
                     conn = connect(args, application_name=LOOP_APPLICATION_NAME)
                 rows = sweep_once(conn)
+                swept_once = True
                 if rows:
                     _print(rows, args.json)
-            except psycopg.OperationalError as exc:
-                print(f"plunk-sql sweep: {one_line(exc)}; retrying", file=sys.stderr)
-                if conn is not None:
-                    conn.close()
-                conn = None
             except (PlunkSqlError, psycopg.Error) as exc:
+                if not swept_once:
+                    raise
                 mapped = from_pg(exc) if isinstance(exc, psycopg.Error) else exc
-                print(f"plunk-sql sweep: {one_line(mapped)}", file=sys.stderr)
+                if isinstance(exc, psycopg.OperationalError):
+                    print(f"plunk-sql sweep: {one_line(mapped)}; retrying", file=sys.stderr)
+                    if conn is not None:
+                        conn.close()
+                    conn = None
+                else:
+                    print(f"plunk-sql sweep: {one_line(mapped)}", file=sys.stderr)
             runs += 1
             if args.count is not None and runs >= args.count:
                 break
