@@ -14,7 +14,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from yoyo import get_backend, read_migrations
 
-from plunk_sql import cron, resources
+from plunk_sql import cron, plunk_schema, resources
 from plunk_sql.connection import connect, prepare_threshold
 
 SCHEMA = "plunk_sql"
@@ -26,6 +26,14 @@ class MigrateRefused(RuntimeError):
 
 class PlunkTablesMissing(MigrateRefused):
     """The database has no Plunk tables and --with-plunk-tables was not given."""
+
+
+class UnsupportedPlunkSchema(MigrateRefused):
+    """Plunk's tables lack a table or column the toolkit uses (e.g. Plunk v1: no segments)."""
+
+    def __init__(self, missing: list[str]) -> None:
+        super().__init__(plunk_schema.refusal(missing))
+        self.missing = missing
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,9 @@ def migrate(
             with conn.transaction():
                 conn.execute(resources.plunk_tables_file().read_text())
             created = True
+        # Before anything of the toolkit exists: refuse a schema its functions cannot use.
+        if lacking := plunk_schema.missing(conn):
+            raise UnsupportedPlunkSchema(lacking)
         # yoyo keeps its tracking tables in plunk_sql but does not create the schema.
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
 

@@ -173,3 +173,15 @@ ORDER BY t.tgname;
 SELECT current_setting('server_version') AS server_version,
        (SELECT string_agg(migration_id, ',' ORDER BY migration_id)
         FROM plunk_sql._yoyo_migration) AS migrations;
+
+-- Plunk schema check (plunk_sql.plunk_schema) --------------------------------
+
+-- name: plunk_columns
+-- One row per column of the given public tables; a table without columns still
+-- appears once (column NULL), a missing table not at all.
+SELECT c.relname AS table_name, a.attname AS column_name
+FROM pg_catalog.pg_class AS c
+JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace AND n.nspname = 'public'
+LEFT JOIN pg_catalog.pg_attribute AS a
+       ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+WHERE c.relname = ANY(%(tables)s::text[]) AND c.relkind IN ('r', 'p');
