@@ -106,7 +106,8 @@ def test_cron__without_rights_prints_the_exact_psql_lines(pg_server, db_url, con
         assert result.psql == [
             'psql -d postgres -c "CREATE EXTENSION IF NOT EXISTS pg_cron"',
             "psql -d postgres -c \"SELECT cron.schedule_in_database('plunk_sql_sweep:"
-            f"{name}', '* * * * *', 'SELECT * FROM plunk_sql.sweep()', '{name}')\"",
+            f"{name}', '* * * * *', 'SELECT * FROM plunk_sql.sweep()', '{name}',"
+            " username => 'postgres')\"",
             "psql -d postgres -c \"SELECT cron.schedule('plunk_sql_prune_job_run_details',"
             " '17 * * * *', 'DELETE FROM cron.job_run_details WHERE end_time < now() -"
             " ''7 days''::interval')\"",

@@ -20,6 +20,8 @@ OPERATOR_ONLY = [
     "plunk_sql.resume_campaign(text)",
     "plunk_sql.cancel_campaign(text)",
     "plunk_sql.repair_campaign(text)",
+    "plunk_sql.privilege_gaps()",
+    "plunk_sql.role_name(text)",
 ]
 INTERNAL = [
     "plunk_sql.require_campaign(text)",
