@@ -255,6 +255,17 @@ class Client:
         assert row is not None
         return str(row["status"])
 
+    def release_claims(
+        self, campaign_id: str, contact_ids: list[str], email_ids: list[str]
+    ) -> tuple[int, int]:
+        """plunk_sql.release_claims: a stopping worker hands back its claims in force and its
+        emails never given to SMTP (deleted); (recipients released, emails deleted)."""
+        row = self._one(
+            "release_claims", campaign_id=campaign_id, contact_ids=contact_ids, email_ids=email_ids
+        )
+        assert row is not None
+        return int(row["released"]), int(row["deleted"])
+
     def repair_preview(self, campaign_id: str) -> dict[str, Any] | None:
         """What repair_campaign would do (read-only): status, toolkit, total_recipients,
         sent_count, created, sent, open; None for an unknown campaign."""

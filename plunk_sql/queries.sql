@@ -208,3 +208,8 @@ SELECT current_user AS name;
 SELECT s.last_run_at, s.last_actions,
        coalesce(s.last_run_at > now() - plunk_sql.setting('stuck_after')::interval, false) AS recent
 FROM plunk_sql.sweep_state AS s;
+
+-- name: release_claims
+-- A failing worker hands back what it never gave to SMTP (sql/45_release.sql).
+SELECT released, deleted
+FROM plunk_sql.release_claims(%(campaign_id)s, %(contact_ids)s::text[], %(email_ids)s::text[]);
