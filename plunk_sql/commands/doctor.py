@@ -37,13 +37,14 @@ def diagnose(conn: psycopg.Connection) -> dict[str, Any]:
     problems: list[str] = report["problems"]
     with conn.cursor(row_factory=dict_row) as cur:
         installed = cur.execute("SELECT to_regnamespace('plunk_sql') IS NOT NULL AS ok").fetchone()
-        if not installed["ok"]:
+        if not (installed and installed["ok"]):
             problems.append("plunk_sql is not installed: run plunk-sql migrate")
             return report
-        report["server_version"] = cur.execute("SHOW server_version").fetchone()["server_version"]
+        server = cur.execute("SHOW server_version").fetchone()
+        report["server_version"] = server["server_version"] if server else None
         try:
             versions = cur.execute(query("doctor_versions")).fetchone()
-            report["migrations"] = (versions["migrations"] or "").split(",")
+            report["migrations"] = ((versions or {}).get("migrations") or "").split(",")
         except psycopg.Error as exc:
             report["migrations"] = []
             problems.append(
@@ -148,8 +149,9 @@ def _text(report: dict[str, Any]) -> str:
         lines.append(f"  last sweep: {sweep['last_sweep_at'] or 'never'}")
         if sweep["mode"] == "unseen":
             lines.append(
-                "  the sweep ran recently, but its pg_cron job or loop is not visible to this "
-                "user (pg_cron's row-level security shows a job only to its owner)"
+                "  a sweep ran within stuck_after, but no pg_cron job or sweep loop is visible "
+                "to this user (pg_cron shows a job only to its owner; a loop behind PgBouncer "
+                "may not show in pg_stat_activity)"
             )
         if sweep["error"] and sweep["mode"] != "none":
             lines.append(f"  note: {sweep['error']}")

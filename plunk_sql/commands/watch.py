@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
                         flush=True,
                     )
                 else:
+                    eta = meter.eta(p.open)
                     log_line(
                         "progress",
                         campaign=p.campaign_id,
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
                         failed=p.failed,
                         skipped=p.skipped,
                         rate=round(meter.rate, 1),
-                        eta_seconds=None if meter.eta(p.open) is None else round(meter.eta(p.open)),
+                        eta_seconds=None if eta is None else round(eta),
                     )
                 if done or args.once:
                     return EXIT_OK

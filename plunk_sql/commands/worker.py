@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 from datetime import timedelta
+from typing import Any
 
 import psycopg
 
@@ -125,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_ERROR if s.errors else EXIT_OK
 
 
-def _counts(p: Progress) -> dict[str, int | str]:
+def _counts(p: Progress) -> dict[str, Any]:
     return {
         "status": p.status,
         "total": p.total,
