@@ -136,3 +136,9 @@ def test_cli__console_entry_point_runs(db_url):
         [sys.executable, "-m", "plunk_sql.cli", "frobnicate"], capture_output=True, check=False
     )
     assert res.returncode == EXIT_USAGE  # argparse
+
+
+def test_cli__worker_smtp_url_from_the_environment(cli, monkeypatch):
+    monkeypatch.setenv("PLUNK_SQL_SMTP_URL", "smtp://127.0.0.1:1")
+    code, _, err = cli("worker", "--campaign", "nope")
+    assert code == EXIT_NOT_FOUND and "(P0002)" in err

@@ -149,9 +149,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--campaign", required=True, help="campaign id")
     p.add_argument(
         "--smtp",
-        required=True,
+        default=os.environ.get("PLUNK_SQL_SMTP_URL"),
+        required="PLUNK_SQL_SMTP_URL" not in os.environ,
         help="smtp://[user:pass@]host:port[?starttls=1&verify=0] or smtps://... "
-        "(password also from $PLUNK_SQL_SMTP_PASSWORD)",
+        "(default: $PLUNK_SQL_SMTP_URL; password also from $PLUNK_SQL_SMTP_PASSWORD)",
     )
     p.add_argument("--starttls", action="store_true", help="upgrade the connection with STARTTLS")
     p.add_argument("--smtp-user", help="SMTP AUTH user name")
