@@ -36,6 +36,19 @@ def find_pgbouncer() -> str | None:
     return None
 
 
+def pgbouncer_version(binary: str | None = None) -> tuple[int, ...] | None:
+    """(major, minor[, patch]) of the pgbouncer binary, e.g. (1, 18, 0); None if unknown."""
+    binary = binary or find_pgbouncer()
+    if binary is None:
+        return None
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
+    for word in out.split():
+        parts = word.split(".")
+        if len(parts) >= 2 and all(x.isdigit() for x in parts):
+            return tuple(int(x) for x in parts)
+    return None
+
+
 @dataclass
 class PgBouncer:
     port: int
