@@ -1,5 +1,6 @@
 """Through a real PgBouncer in transaction pooling mode: the worker at concurrency 4, with
-`watch` and `sweep --every` beside it, sends the whole campaign and no process fails.
+two `watch` processes and `sweep --every` beside it, sends the whole campaign and no process
+fails.
 
 PgBouncer 1.18 (Debian 12's) does not track server-side prepared statements: a
 statement psycopg prepared on one server connection is missing, or already
@@ -62,10 +63,11 @@ def _cli(url: str, *argv: str, env: dict[str, str]) -> subprocess.Popen[str]:
 
 
 def _send_through(bouncer: PgBouncer, db_url: str, campaign: str, sink: SmtpSink, env):
-    """Worker (concurrency 4), watch and `sweep --every` through PgBouncer; their results."""
+    """Worker (concurrency 4), two watches and `sweep --every` through PgBouncer; results."""
     url = bouncer.url(conninfo_to_dict(db_url)["dbname"])
     sweep = _cli(url, "sweep", "--every", "50ms", env=env)
     watch = _cli(url, "watch", campaign, "--interval", "0.02", env=env)
+    watch2 = _cli(url, "watch", campaign, "--interval", "0.03", env=env)
     worker = _cli(
         url,
         "worker",
@@ -86,8 +88,9 @@ def _send_through(bouncer: PgBouncer, db_url: str, campaign: str, sink: SmtpSink
     try:
         results["worker"] = (worker.wait(180), *worker.communicate())
         results["watch"] = (watch.wait(60), *watch.communicate())
+        results["watch2"] = (watch2.wait(60), *watch2.communicate())
     finally:
-        for p in (worker, watch):
+        for p in (worker, watch, watch2):
             if p.poll() is None:
                 p.kill()
         sweep.send_signal(signal.SIGINT)  # the loop stops cleanly on Ctrl-C
