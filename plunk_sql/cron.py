@@ -224,7 +224,7 @@ def cron_status(conn: psycopg.Connection) -> dict[str, Any]:
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(query("sweep_loop_sessions")).fetchone()
         status["loop_sessions"] = row["sessions"] if row else 0
-        if cur.execute(query("has_sweep_state")).fetchone()["present"]:
+        if (cur.execute(query("has_sweep_state")).fetchone() or {}).get("present"):
             state = cur.execute(query("sweep_recent")).fetchone()
             if state:
                 status["last_sweep_at"] = state["last_run_at"]

@@ -308,8 +308,10 @@ class SmtpSender:
         except smtplib.SMTPResponseException as exc:
             self.close()
             code = exc.smtp_code
+            reply = exc.smtp_error
+            text = reply.decode(errors="replace") if isinstance(reply, bytes) else reply
             raise DeliveryError(
-                f"{code} {exc.smtp_error.decode(errors='replace')}",
+                f"{code} {text}",
                 transient=400 <= code < 500,
             ) from exc
 
