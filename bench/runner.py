@@ -712,7 +712,7 @@ def run(
 ) -> Results:
     """Run every phase and write results.json, BENCHMARKS.md and the plots into out_dir."""
     from bench import report
-    from plunk_sql.cluster import start_cluster
+    from plunk_sql.testing.cluster import start_cluster
 
     cfg = Config.make(scale, quick)
     for key, value in (overrides or {}).items():
@@ -732,7 +732,7 @@ def run(
             },
         )
         admin_url = cluster.url()
-        server = "throwaway cluster (plunk_sql.cluster.start_cluster, fast_unsafe=False)"
+        server = "throwaway cluster (plunk_sql.testing.cluster.start_cluster, fast_unsafe=False)"
     log(f"server: {server} {conninfo_to_dict(admin_url).get('port', '')}")
     try:
         res.environment["apply_sql"] = [str(p) for p in apply_sql]

@@ -17,8 +17,8 @@ import time
 import psycopg
 from psycopg.types.json import Jsonb
 
-from plunk_sql.cluster import start_cluster
 from plunk_sql.migrate import migrate
+from plunk_sql.testing.cluster import start_cluster
 
 CONDITIONS = {
     "AND: data + event + email": {

@@ -36,6 +36,8 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from plunk_sql import calls
 from plunk_sql.calls import Call, Outcome, Progress, Recipient, SweepAction
+from plunk_sql.connection import connect as _connect
+from plunk_sql.connection import connect_kwargs
 from plunk_sql.errors import from_pg
 from plunk_sql.queries import query
 
@@ -101,7 +103,9 @@ class Client:
         self._pool: ConnectionPool[Any] | None = None
         self._conn: psycopg.Connection[Any] | None = None
         if isinstance(source, str):
-            self._owned = self._conn = psycopg.connect(source, autocommit=True)
+            # plunk_sql.connection: no server-side prepared statements unless
+            # PLUNK_SQL_PREPARE_THRESHOLD says otherwise (PgBouncer transaction pooling).
+            self._owned = self._conn = _connect(source, autocommit=True)
         elif isinstance(source, psycopg.Connection):
             self._conn = source
         elif isinstance(source, ConnectionPool):
@@ -157,6 +161,9 @@ class Client:
     resume = _SyncCall(calls.resume)
     cancel = _SyncCall(calls.cancel)
     repair = _SyncCall(calls.repair)
+    release_claims = _SyncCall(calls.release_claims)
+    repair_preview = _SyncCall(calls.repair_preview)
+    legacy_stuck_campaigns = _SyncCall(calls.legacy_stuck_campaigns)
 
 
 class AsyncClient:
@@ -184,7 +191,8 @@ class AsyncClient:
 
     @classmethod
     async def connect(cls, url: str) -> AsyncClient:
-        return cls(await psycopg.AsyncConnection.connect(url, autocommit=True), _owned=True)
+        conn = await psycopg.AsyncConnection.connect(url, autocommit=True, **connect_kwargs())
+        return cls(conn, _owned=True)
 
     async def close(self) -> None:
         if self._owned and self._conn is not None:
@@ -233,3 +241,6 @@ class AsyncClient:
     resume = _AsyncCall(calls.resume)
     cancel = _AsyncCall(calls.cancel)
     repair = _AsyncCall(calls.repair)
+    release_claims = _AsyncCall(calls.release_claims)
+    repair_preview = _AsyncCall(calls.repair_preview)
+    legacy_stuck_campaigns = _AsyncCall(calls.legacy_stuck_campaigns)

@@ -180,8 +180,32 @@ def repair(campaign_id: str) -> Call[str]:
     return Call("repair_campaign", {"campaign_id": campaign_id}, lambda r: str(r[0]["status"]))
 
 
+def release_claims(
+    campaign_id: str, contact_ids: list[str], email_ids: list[str]
+) -> Call[tuple[int, int]]:
+    """plunk_sql.release_claims: a stopping worker hands back its claims in force and its
+    emails never given to SMTP (deleted); (recipients released, emails deleted)."""
+    return Call(
+        "release_claims",
+        {"campaign_id": campaign_id, "contact_ids": contact_ids, "email_ids": email_ids},
+        lambda r: (int(r[0]["released"]), int(r[0]["deleted"])),
+    )
+
+
+def repair_preview(campaign_id: str) -> Call[dict[str, Any] | None]:
+    """What repair_campaign would do (read-only): status, toolkit, total_recipients,
+    sent_count, created, sent, open; None for an unknown campaign."""
+    return Call("repair_preview", {"campaign_id": campaign_id}, lambda r: dict(r[0]) if r else None)
+
+
+def legacy_stuck_campaigns() -> Call[list[str]]:
+    """Ids of campaigns stuck SENDING without a snapshot (plunk_sql.stuck_campaigns)."""
+    return Call("legacy_stuck_campaigns", {}, lambda rows: [str(r["campaign_id"]) for r in rows])
+
+
 # Every call, by the name both clients give its method.
 ALL: tuple[Callable[..., Call[Any]], ...] = (
     start, preview, claim, message, progress, all_progress, outcomes,
-    sweep, pause, resume, cancel, repair,
+    sweep, pause, resume, cancel, repair, release_claims, repair_preview,
+    legacy_stuck_campaigns,
 )  # fmt: skip

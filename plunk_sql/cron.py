@@ -30,6 +30,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
+from plunk_sql.connection import connect
 from plunk_sql.queries import query
 
 SWEEP_COMMAND = "SELECT * FROM plunk_sql.sweep()"
@@ -79,7 +80,7 @@ def _cron_database(conn: psycopg.Connection) -> tuple[str | None, bool]:
 def _other_db(conn: psycopg.Connection, dbname: str) -> psycopg.Connection:
     """A connection to another database of the same server, same credentials."""
     info = make_conninfo(conn.info.dsn, dbname=dbname, password=conn.info.password or None)
-    return psycopg.connect(info, autocommit=True, connect_timeout=10)
+    return connect(info, autocommit=True, connect_timeout=10)
 
 
 def _statements(conn: psycopg.Connection, cron_db: str) -> tuple[str, list[str]]:
@@ -94,11 +95,15 @@ def _statements(conn: psycopg.Connection, cron_db: str) -> tuple[str, list[str]]
             sql.Literal(job), sql.Literal(cfg["sweep_schedule"]), sql.Literal(SWEEP_COMMAND)
         )
     else:
-        sweep = sql.SQL("SELECT cron.schedule_in_database({}, {}, {}, {})").format(
+        # Run by an administrator in the cron database, a job would belong to them;
+        # `username =>` makes it the toolkit owner's (who may call plunk_sql.sweep() and,
+        # under pg_cron's row-level security, is the one who sees the job).
+        sweep = sql.SQL("SELECT cron.schedule_in_database({}, {}, {}, {}, username => {})").format(
             sql.Literal(job),
             sql.Literal(cfg["sweep_schedule"]),
             sql.Literal(SWEEP_COMMAND),
             sql.Literal(dbname),
+            sql.Literal(cfg["owner"]),
         )
     prune_command = sql.SQL(
         "DELETE FROM cron.job_run_details WHERE end_time < now() - {}::interval"
@@ -123,7 +128,7 @@ def _psql_lines(cron_db: str, statements: list[str]) -> list[str]:
 
 def schedule_sweep(database_url: str) -> ScheduleResult:
     """Schedule (or re-schedule with the current settings) the sweep and prune jobs."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with connect(database_url, autocommit=True) as conn:
         cron_db, known = _cron_database(conn)
         guess = "" if known else f" (cron.database_name is not readable here: assuming {cron_db!r})"
         if cron_db is None:
@@ -173,7 +178,7 @@ def schedule_sweep(database_url: str) -> ScheduleResult:
 
 def unschedule_sweep(database_url: str) -> bool:
     """Remove this database's sweep job (the shared prune job stays). True when one was removed."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with connect(database_url, autocommit=True) as conn:
         cron_db, _known = _cron_database(conn)
         if cron_db is None:
             return False
@@ -194,7 +199,13 @@ def cron_status(conn: psycopg.Connection) -> dict[str, Any]:
     schedule, command, database, active), prune_job, last_run (status,
     start_time, end_time, return_message), loop_sessions (connections running
     `plunk-sql sweep --every` on this database), last_sweep_at, last_sweep_actions
-    (plunk_sql.sweep_state), mode ("pg_cron" | "loop" | "none"), error.
+    (plunk_sql.sweep_state), recent_sweep (the last sweep ran within the stuck_after
+    setting), mode ("pg_cron" | "loop" | "unseen" | "none"), error.
+
+    "unseen": no job or loop is visible, but a sweep ran recently. pg_cron's
+    row-level security shows cron.job rows only to their owner, so an app user does
+    not see a job an administrator scheduled for it; a loop behind PgBouncer may not
+    show in pg_stat_activity. Judging by the last sweep's time covers both.
     """
     status: dict[str, Any] = {
         "pg_cron_loaded": False,
@@ -206,17 +217,19 @@ def cron_status(conn: psycopg.Connection) -> dict[str, Any]:
         "loop_sessions": 0,
         "last_sweep_at": None,
         "last_sweep_actions": None,
+        "recent_sweep": False,
         "mode": "none",
         "error": None,
     }
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(query("sweep_loop_sessions")).fetchone()
         status["loop_sessions"] = row["sessions"] if row else 0
-        if cur.execute(query("has_sweep_state")).fetchone()["present"]:
-            state = cur.execute(query("sweep_state")).fetchone()
+        if (cur.execute(query("has_sweep_state")).fetchone() or {}).get("present"):
+            state = cur.execute(query("sweep_recent")).fetchone()
             if state:
                 status["last_sweep_at"] = state["last_run_at"]
                 status["last_sweep_actions"] = state["last_actions"]
+                status["recent_sweep"] = bool(state["recent"])
     cron_db, known = _cron_database(conn)
     status["cron_database_known"] = known
     if cron_db is not None:
@@ -242,9 +255,12 @@ def cron_status(conn: psycopg.Connection) -> dict[str, Any]:
                 if cron_conn is not conn:
                     cron_conn.close()
         except psycopg.Error as exc:
-            status["error"] = f"cannot read pg_cron's jobs in {cron_db!r}: {exc}"
+            reason = " ".join((exc.diag.message_primary or str(exc)).split())
+            status["error"] = f"cannot read pg_cron's jobs in {cron_db!r}: {reason}"
     if status["job"] and status["job"]["active"]:
         status["mode"] = "pg_cron"
     elif status["loop_sessions"]:
         status["mode"] = "loop"
+    elif status["recent_sweep"]:
+        status["mode"] = "unseen"
     return status

@@ -122,6 +122,8 @@ SELECT current_setting('cron.database_name', true) AS cron_database;
 
 -- name: cron_settings
 SELECT current_database() AS dbname,
+       (SELECT pg_catalog.pg_get_userbyid(n.nspowner) FROM pg_catalog.pg_namespace AS n
+        WHERE n.nspname = 'plunk_sql') AS owner,
        plunk_sql.setting('sweep_schedule') AS sweep_schedule,
        plunk_sql.setting('prune_schedule') AS prune_schedule,
        plunk_sql.setting('job_run_details_retention') AS retention;
@@ -173,3 +175,41 @@ ORDER BY t.tgname;
 SELECT current_setting('server_version') AS server_version,
        (SELECT string_agg(migration_id, ',' ORDER BY migration_id)
         FROM plunk_sql._yoyo_migration) AS migrations;
+
+-- Plunk schema check (plunk_sql.plunk_schema) --------------------------------
+
+-- name: plunk_columns
+-- One row per column of the given public tables; a table without columns still
+-- appears once (column NULL), a missing table not at all.
+SELECT c.relname AS table_name, a.attname AS column_name
+FROM pg_catalog.pg_class AS c
+JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace AND n.nspname = 'public'
+LEFT JOIN pg_catalog.pg_attribute AS a
+       ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+WHERE c.relname = ANY(%(tables)s::text[]) AND c.relkind IN ('r', 'p');
+
+-- Roles (sql/95_roles.sql, migration 0004) ------------------------------------
+
+-- name: set_role_prefix
+UPDATE plunk_sql.settings SET value = %(prefix)s WHERE key = 'role_prefix';
+
+-- name: role_names
+SELECT plunk_sql.role_name('worker') AS worker, plunk_sql.role_name('operator') AS operator;
+
+-- name: privilege_gaps
+SELECT kind, statement FROM plunk_sql.privilege_gaps();
+
+-- name: current_user
+SELECT current_user AS name;
+
+-- name: sweep_recent
+-- The last sweep, and whether it ran within stuck_after (doctor's evidence that
+-- something sweeps when no job or loop is visible to this user).
+SELECT s.last_run_at, s.last_actions,
+       coalesce(s.last_run_at > now() - plunk_sql.setting('stuck_after')::interval, false) AS recent
+FROM plunk_sql.sweep_state AS s;
+
+-- name: release_claims
+-- A failing worker hands back what it never gave to SMTP (sql/45_release.sql).
+SELECT released, deleted
+FROM plunk_sql.release_claims(%(campaign_id)s, %(contact_ids)s::text[], %(email_ids)s::text[]);

@@ -17,7 +17,16 @@ SMTP 4xx replies and dropped connections are retried with exponential backoff
 (`retries` times); a 5xx reply fails the message at once.
 
 `stop()` (SIGINT/SIGTERM in the CLI) stops claiming; batches already claimed
-are delivered and settled, so nothing is lost or sent twice. A thread exits
+are delivered and settled, so nothing is lost or sent twice.
+
+A thread that fails (the database or the code raised) hands back what it
+never gave to SMTP through `plunk_sql.release_claims`, on a new connection:
+its claims whose lease it knows to be in force go back to pending, and the
+emails it inserted but never handed to SMTP are deleted with their recipients
+pending again, so another worker sends them at once. What it cannot hand back
+(the database is unreachable, the lease ran out) is recovered as before: an
+expired lease by the sweep, an unsent email as failed ("abandoned") after
+`abandon_timeout`. A message handed to SMTP is never handed back. A thread exits
 when the campaign is no longer SENDING or has nothing pending (with `wait`:
 only when it is no longer SENDING).
 
@@ -48,6 +57,7 @@ import psycopg
 from liquid import Environment
 
 from plunk_sql.api import Client, Recipient
+from plunk_sql.connection import connect
 from plunk_sql.queries import query
 
 _QUEUED_AS = re.compile(r"queued as\s+<?([^\s>]+)>?", re.IGNORECASE)
@@ -114,6 +124,8 @@ class WorkerStats:
     failed: int = 0
     retried: int = 0
     batches: int = 0
+    released: int = 0  # recipients handed back to pending by a failing thread
+    deleted: int = 0  # of them, unsent emails deleted
     errors: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -149,6 +161,30 @@ class _Email:
     subject: str
     body: str
     error: str | None = None  # rendering failed: never delivered
+
+
+class _Held:
+    """What one thread holds and has not given to SMTP: released if the thread fails."""
+
+    def __init__(self) -> None:
+        self.claimed: set[str] = set()  # contact ids claimed, no email yet
+        self.unsent: set[str] = set()  # email ids inserted, not handed to SMTP
+        self.lease_deadline = 0.0  # time.monotonic() before which our lease surely holds
+
+    def claim(self, batch: list[Recipient], deadline: float) -> None:
+        self.claimed = {r.contact_id for r in batch}
+        self.unsent = set()
+        self.lease_deadline = deadline
+
+    def inserted(self, emails: list[_Email]) -> None:
+        self.claimed -= {e.recipient.contact_id for e in emails}
+        self.unsent |= {e.id for e in emails}
+
+    def settled(self, email_ids: list[str]) -> None:
+        self.unsent -= set(email_ids)
+
+    def clear(self) -> None:
+        self.claimed, self.unsent = set(), set()
 
 
 class Renderer:
@@ -272,8 +308,10 @@ class SmtpSender:
         except smtplib.SMTPResponseException as exc:
             self.close()
             code = exc.smtp_code
+            reply = exc.smtp_error
+            text = reply.decode(errors="replace") if isinstance(reply, bytes) else reply
             raise DeliveryError(
-                f"{code} {exc.smtp_error.decode(errors='replace')}",
+                f"{code} {text}",
                 transient=400 <= code < 500,
             ) from exc
 
@@ -342,10 +380,16 @@ class Worker:
 
     def _thread_main(self, index: int) -> None:
         sender = SmtpSender(self.config.smtp)
+        held = _Held()
+        # The lease as this process can vouch for it: measured from before the claim was
+        # sent, less a margin for clock drift between this host and the server.
+        lease = self.config.lease.total_seconds()
+        vouched = lease - min(lease * 0.1, 30.0)
         try:
-            with psycopg.connect(self.config.database_url, autocommit=True) as conn:
+            with connect(self.config.database_url, autocommit=True) as conn:
                 client = Client(conn)
                 while not self._stop.is_set():
+                    asked_at = time.monotonic()
                     batch = client.claim(
                         self.config.campaign_id, self.config.batch_size, self.config.lease
                     )
@@ -353,14 +397,36 @@ class Worker:
                         if self._idle(client):
                             continue
                         break
+                    held.claim(batch, asked_at + vouched)
                     self.stats.add(claimed=len(batch), batches=1)
-                    self._process(conn, sender, batch)
+                    self._process(conn, sender, batch, held)
+                    held.clear()
         except Exception as exc:
             self.stats.errors.append(f"{type(exc).__name__}: {exc}")
             self._on_event("error", thread=index, error=str(exc))
             self.stop()
+            self._release(index, held)
         finally:
             sender.close()
+
+    def _release(self, index: int, held: _Held) -> None:
+        """Hand back what a failing thread holds (plunk_sql.release_claims), on a new
+        connection: the thread's own may be the thing that failed."""
+        claimed = sorted(held.claimed) if time.monotonic() < held.lease_deadline else []
+        unsent = sorted(held.unsent)
+        if not claimed and not unsent:
+            return
+        try:
+            with connect(self.config.database_url, autocommit=True, connect_timeout=5) as c:
+                released, deleted = Client(c).release_claims(
+                    self.config.campaign_id, claimed, unsent
+                )
+        except Exception as exc:  # the database is gone too: the sweep recovers them
+            self._on_event("release_failed", thread=index, error=str(exc))
+            return
+        self.stats.add(released=released, deleted=deleted)
+        held.clear()
+        self._on_event("released", thread=index, recipients=released, emails_deleted=deleted)
 
     def _idle(self, client: Client) -> bool:
         """Nothing claimed: True to try again, False when this thread is done."""
@@ -377,7 +443,11 @@ class Worker:
         return True
 
     def _process(
-        self, conn: psycopg.Connection, sender: SmtpSender, batch: list[Recipient]
+        self,
+        conn: psycopg.Connection,
+        sender: SmtpSender,
+        batch: list[Recipient],
+        held: _Held | None = None,
     ) -> None:
         assert self.campaign is not None and self.renderer is not None
         emails = []
@@ -391,10 +461,13 @@ class Worker:
                         str(uuid.uuid4()), r, self.campaign.subject, self.campaign.body, str(exc)
                     )
                 )
+        held = held or _Held()
         emails = self._insert(conn, emails)
+        held.inserted(emails)
         unrenderable = [e for e in emails if e.error]
         if unrenderable:
             self._mark_failed(conn, [(e.id, f"render: {e.error}") for e in unrenderable])
+            held.settled([e.id for e in unrenderable])
         deliverable = [e for e in emails if not e.error]
         size = self.config.chunk_size
         for start in range(0, len(deliverable), size):
@@ -403,6 +476,8 @@ class Worker:
             sent: list[tuple[str, str]] = []
             failed: list[tuple[str, str]] = []
             for email in chunk:
+                # Given to SMTP from here on, whatever happens next: never handed back.
+                held.settled([email.id])
                 ok, detail = self._deliver(sender, email)
                 (sent if ok else failed).append((email.id, detail))
             if sent:

@@ -10,10 +10,14 @@
 --   (Schema-level ALTER DEFAULT PRIVILEGES cannot revoke PUBLIC's default
 --   EXECUTE, and the global form would touch the owner's functions in every
 --   schema of Plunk's database, so this file does it explicitly.)
--- * Two NOLOGIN roles, created when the migrating user may create roles (else a
---   NOTICE says so; `SELECT * FROM plunk_sql.privilege_statements()` prints the
---   statements a superuser runs instead; docs/roles.md lists them):
---     plunk_sql_worker    claim_batch, campaign_message (the subject/body of a
+-- * Two NOLOGIN roles, <prefix>_worker and <prefix>_operator (role_prefix
+--   setting, default plunk_sql; role names are cluster-wide, see role_name()),
+--   created when the migrating user may create roles (else `plunk-sql migrate`
+--   prints the statements an administrator runs: `SELECT * FROM
+--   plunk_sql.privilege_gaps()`; docs/deploying.md and docs/roles.md walk through it).
+--   Below, plunk_sql_worker / plunk_sql_operator stand for the prefixed names:
+--     plunk_sql_worker    claim_batch, release_claims (hand back what it never
+--                         gave to SMTP), campaign_message (the subject/body of a
 --                         SENDING toolkit campaign), campaign_progress_of (the
 --                         counts of one campaign), utc_now; INSERT on public.emails; UPDATE of the
 --                         delivery columns of public.emails; SELECT of the few
@@ -23,9 +27,10 @@
 --                         snapshot or the progress views, and cannot start,
 --                         pause, cancel, repair or sweep.
 --     plunk_sql_operator  start/preview, sweep, pause/resume, cancel, repair,
---                         campaign_progress_of;
+--                         campaign_progress_of, privilege_gaps;
 --                         SELECT on the progress views, stuck_campaigns, the
---                         settings and sweep_state tables (when installed).
+--                         settings and sweep_state tables (when installed) and
+--                         yoyo's _yoyo_migration (plunk-sql doctor runs as it).
 --   Grant them to login roles: GRANT plunk_sql_worker TO mailer_login;
 --
 -- SECURITY DEFINER, and why
@@ -92,23 +97,67 @@ COMMENT ON FUNCTION plunk_sql.campaign_message(text) IS
     'Subject, body and sender of a SENDING plunk_sql campaign, for workers without rights on public.campaigns. '
     'Errors: 22004 null id, P0002 unknown campaign, 55000 not a SENDING toolkit campaign.';
 
--- plunk_sql.privilege_statements(): the statements that set up the roles and
--- grants, in order, for the functions that exist now. Each row is one
--- statement; `kind` says what it needs: 'role' (CREATEROLE), 'plunk' (owning
--- or holding GRANT OPTION on public.emails), 'toolkit' (owning plunk_sql).
--- Writes nothing.
-CREATE OR REPLACE FUNCTION plunk_sql.privilege_statements()
-RETURNS TABLE (kind text, statement text)
+-- plunk_sql.role_name(kind): the name of the toolkit's role of that kind,
+-- '<role_prefix>_worker' or '<role_prefix>_operator'. The prefix is the
+-- role_prefix setting (migration 0004, default 'plunk_sql'; `plunk-sql migrate
+-- --role-prefix`). Role names are cluster-wide: two databases of one cluster
+-- keep their roles apart only with different prefixes.
+--   22023 kind is not 'worker' or 'operator', or role_prefix is not a
+--   lower-case identifier of at most 40 characters.
+-- Locks: none (reads plunk_sql.settings as the caller).
+CREATE OR REPLACE FUNCTION plunk_sql.role_name(p_kind text)
+RETURNS text
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    v_prefix text;
+BEGIN
+    IF p_kind IS NULL OR p_kind NOT IN ('worker', 'operator') THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('role kind must be worker or operator, got %L', p_kind);
+    END IF;
+    SELECT s.value INTO v_prefix FROM plunk_sql.settings AS s WHERE s.key = 'role_prefix';
+    v_prefix := coalesce(v_prefix, 'plunk_sql');
+    IF v_prefix !~ '^[a-z_][a-z0-9_]{0,39}$' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('role_prefix %L is not a lower-case identifier of at most 40 characters', v_prefix);
+    END IF;
+    RETURN v_prefix || '_' || p_kind;
+END
+$$;
+
+COMMENT ON FUNCTION plunk_sql.role_name(text) IS
+    'Name of the toolkit''s worker or operator role (<role_prefix>_<kind>; role names are cluster-wide). '
+    'Errors: 22023 unknown kind or invalid role_prefix.';
+
+-- plunk_sql._privilege_plan(): every statement of the least-privilege setup,
+-- in order, for the functions that exist now, with `in_effect` (the catalog
+-- already says so) and `grantee` (the toolkit role it grants to, NULL for none).
+-- `kind` says what running it needs: 'role' (CREATEROLE), 'plunk' (owning or
+-- holding GRANT OPTION on public.emails), 'toolkit' (owning plunk_sql).
+-- Writes nothing. Internal: read it through privilege_statements() /
+-- privilege_gaps().
+--   22023 invalid role_prefix (role_name).
+-- Locks: none (catalog reads).
+CREATE OR REPLACE FUNCTION plunk_sql._privilege_plan()
+RETURNS TABLE (kind text, statement text, in_effect boolean, grantee text)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_worker_role text := plunk_sql.role_name('worker');
+    v_operator_role text := plunk_sql.role_name('operator');
     -- Public entry points and triggers: run as their owner (see above).
     v_definer text[] := ARRAY[
         'plunk_sql.start_campaign(text)',
         'plunk_sql.preview_audience(text)',
         'plunk_sql.claim_batch(text, integer, interval)',
+        'plunk_sql.release_claims(text, text[], text[])',
         'plunk_sql.campaign_message(text)',
         'plunk_sql.campaign_progress_of(text)',
         'plunk_sql.sweep()',
@@ -116,6 +165,7 @@ DECLARE
         'plunk_sql.resume_campaign(text)',
         'plunk_sql.cancel_campaign(text)',
         'plunk_sql.repair_campaign(text)',
+        'plunk_sql.privilege_gaps()',
         'plunk_sql.emails_after_insert()',
         'plunk_sql.emails_after_update()',
         'plunk_sql.emails_after_delete()',
@@ -123,6 +173,7 @@ DECLARE
     ];
     -- utc_now(): workers stamp "updatedAt" the way the toolkit does (harmless, no data).
     v_worker text[] := ARRAY['plunk_sql.claim_batch(text, integer, interval)',
+                             'plunk_sql.release_claims(text, text[], text[])',
                              'plunk_sql.campaign_message(text)',
                              'plunk_sql.campaign_progress_of(text)',
                              'plunk_sql.utc_now()'];
@@ -135,21 +186,32 @@ DECLARE
         'plunk_sql.resume_campaign(text)',
         'plunk_sql.cancel_campaign(text)',
         'plunk_sql.repair_campaign(text)',
+        'plunk_sql.privilege_gaps()',
+        'plunk_sql.role_name(text)',
         'plunk_sql.utc_now()'
     ];
     -- Kept executable by PUBLIC: invoker-rights readers that only read what the
     -- caller may already read (setting() selects from plunk_sql.settings, so a
     -- caller without SELECT on it is refused by the table, not the function).
     v_public text[] := ARRAY['plunk_sql.setting(text)'];
+    -- What the operator reads: progress, outcomes, stuck campaigns, settings, the
+    -- sweep's bookkeeping, and yoyo's list of applied migrations (plunk-sql doctor).
+    v_operator_rels text[] := ARRAY['plunk_sql.campaign_progress', 'plunk_sql.recipient_outcomes',
+                                    'plunk_sql.stuck_campaigns', 'plunk_sql.settings',
+                                    'plunk_sql.sweep_state', 'plunk_sql._yoyo_migration'];
+    v_update_cols text[] := ARRAY['status', 'sentAt', 'deliveredAt', 'error', 'messageId', 'updatedAt'];
+    v_select_cols text[] := ARRAY['id', 'campaignId', 'status', 'sentAt'];
     v_sig text;
     v_rel text;
+    v_role text;
+    v_exists boolean;
 BEGIN
     kind := 'role';
-    FOREACH v_sig IN ARRAY ARRAY['plunk_sql_worker', 'plunk_sql_operator'] LOOP
-        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles AS r WHERE r.rolname = v_sig) THEN
-            statement := pg_catalog.format('CREATE ROLE %I NOLOGIN', v_sig);
-            RETURN NEXT;
-        END IF;
+    grantee := NULL;
+    FOREACH v_role IN ARRAY ARRAY[v_worker_role, v_operator_role] LOOP
+        statement := pg_catalog.format('CREATE ROLE %I NOLOGIN', v_role);
+        in_effect := EXISTS (SELECT 1 FROM pg_catalog.pg_roles AS r WHERE r.rolname = v_role);
+        RETURN NEXT;
     END LOOP;
 
     kind := 'toolkit';
@@ -160,67 +222,140 @@ BEGIN
         ORDER BY 1
     LOOP
         statement := pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', v_sig);
+        in_effect := NOT pg_catalog.has_function_privilege('public', v_sig::regprocedure, 'EXECUTE')
+                     OR v_sig = ANY (v_public);
         RETURN NEXT;
     END LOOP;
     FOREACH v_sig IN ARRAY v_definer LOOP
         IF pg_catalog.to_regprocedure(v_sig) IS NOT NULL THEN
             statement := pg_catalog.format('ALTER FUNCTION %s SECURITY DEFINER', v_sig);
+            in_effect := (SELECT p.prosecdef FROM pg_catalog.pg_proc AS p
+                          WHERE p.oid = pg_catalog.to_regprocedure(v_sig));
             RETURN NEXT;
         END IF;
     END LOOP;
     FOREACH v_sig IN ARRAY v_public LOOP
         IF pg_catalog.to_regprocedure(v_sig) IS NOT NULL THEN
             statement := pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO PUBLIC', v_sig);
+            in_effect := pg_catalog.has_function_privilege('public', v_sig::regprocedure, 'EXECUTE');
             RETURN NEXT;
         END IF;
     END LOOP;
-    statement := 'GRANT USAGE ON SCHEMA plunk_sql TO plunk_sql_worker, plunk_sql_operator';
-    RETURN NEXT;
-    FOREACH v_sig IN ARRAY v_worker LOOP
-        IF pg_catalog.to_regprocedure(v_sig) IS NOT NULL THEN
-            statement := pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO plunk_sql_worker', v_sig);
-            RETURN NEXT;
+    FOREACH v_role IN ARRAY ARRAY[v_worker_role, v_operator_role] LOOP
+        v_exists := EXISTS (SELECT 1 FROM pg_catalog.pg_roles AS r WHERE r.rolname = v_role);
+        grantee := v_role;
+        statement := pg_catalog.format('GRANT USAGE ON SCHEMA plunk_sql TO %I', v_role);
+        in_effect := false;
+        IF v_exists THEN
+            in_effect := pg_catalog.has_schema_privilege(v_role, 'plunk_sql', 'USAGE');
         END IF;
+        RETURN NEXT;
+        FOREACH v_sig IN ARRAY CASE WHEN v_role = v_worker_role THEN v_worker ELSE v_operator END LOOP
+            IF pg_catalog.to_regprocedure(v_sig) IS NOT NULL THEN
+                statement := pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %I', v_sig, v_role);
+                in_effect := false;
+                IF v_exists THEN
+                    in_effect := pg_catalog.has_function_privilege(v_role, v_sig::regprocedure, 'EXECUTE');
+                END IF;
+                RETURN NEXT;
+            END IF;
+        END LOOP;
     END LOOP;
-    FOREACH v_sig IN ARRAY v_operator LOOP
-        IF pg_catalog.to_regprocedure(v_sig) IS NOT NULL THEN
-            statement := pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO plunk_sql_operator', v_sig);
-            RETURN NEXT;
-        END IF;
-    END LOOP;
-    FOREACH v_rel IN ARRAY ARRAY['plunk_sql.campaign_progress', 'plunk_sql.recipient_outcomes',
-                                 'plunk_sql.stuck_campaigns', 'plunk_sql.settings',
-                                 'plunk_sql.sweep_state'] LOOP
+    grantee := v_operator_role;
+    v_exists := EXISTS (SELECT 1 FROM pg_catalog.pg_roles AS r WHERE r.rolname = v_operator_role);
+    FOREACH v_rel IN ARRAY v_operator_rels LOOP
         IF pg_catalog.to_regclass(v_rel) IS NOT NULL THEN
-            statement := pg_catalog.format('GRANT SELECT ON %s TO plunk_sql_operator', v_rel);
+            statement := pg_catalog.format('GRANT SELECT ON %s TO %I', v_rel, v_operator_role);
+            in_effect := false;
+            IF v_exists THEN
+                in_effect := pg_catalog.has_table_privilege(v_operator_role, v_rel, 'SELECT');
+            END IF;
             RETURN NEXT;
         END IF;
     END LOOP;
 
     kind := 'plunk';
-    statement := 'GRANT INSERT ON public.emails TO plunk_sql_worker';
+    grantee := v_worker_role;
+    v_exists := EXISTS (SELECT 1 FROM pg_catalog.pg_roles AS r WHERE r.rolname = v_worker_role);
+    statement := pg_catalog.format('GRANT INSERT ON public.emails TO %I', v_worker_role);
+    in_effect := false;
+    IF v_exists THEN
+        in_effect := pg_catalog.has_table_privilege(v_worker_role, 'public.emails', 'INSERT');
+    END IF;
     RETURN NEXT;
-    statement := 'GRANT UPDATE (status, "sentAt", "deliveredAt", error, "messageId", "updatedAt") '
-                 'ON public.emails TO plunk_sql_worker';
+    statement := pg_catalog.format('GRANT UPDATE (%s) ON public.emails TO %I',
+        (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(c), ', ') FROM pg_catalog.unnest(v_update_cols) AS c),
+        v_worker_role);
+    in_effect := false;
+    IF v_exists THEN
+        in_effect := (SELECT pg_catalog.bool_and(pg_catalog.has_column_privilege(v_worker_role, 'public.emails', c, 'UPDATE'))
+                      FROM pg_catalog.unnest(v_update_cols) AS c);
+    END IF;
     RETURN NEXT;
-    statement := 'GRANT SELECT (id, "campaignId", status, "sentAt") ON public.emails TO plunk_sql_worker';
+    statement := pg_catalog.format('GRANT SELECT (%s) ON public.emails TO %I',
+        (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(c), ', ') FROM pg_catalog.unnest(v_select_cols) AS c),
+        v_worker_role);
+    in_effect := false;
+    IF v_exists THEN
+        in_effect := (SELECT pg_catalog.bool_and(pg_catalog.has_column_privilege(v_worker_role, 'public.emails', c, 'SELECT'))
+                      FROM pg_catalog.unnest(v_select_cols) AS c);
+    END IF;
     RETURN NEXT;
 END
+$$;
+
+COMMENT ON FUNCTION plunk_sql._privilege_plan() IS
+    'Every statement of the least-privilege setup with in_effect and grantee. Internal. Errors: 22023 invalid role_prefix.';
+
+-- plunk_sql.privilege_statements(): the statements that set up the roles and
+-- grants, in order, for the functions that exist now (kind: role, toolkit,
+-- plunk; see _privilege_plan). Writes nothing.
+--   22023 invalid role_prefix.
+-- Locks: none.
+CREATE OR REPLACE FUNCTION plunk_sql.privilege_statements()
+RETURNS TABLE (kind text, statement text)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p.kind, p.statement FROM plunk_sql._privilege_plan() AS p
 $$;
 
 COMMENT ON FUNCTION plunk_sql.privilege_statements() IS
     'The REVOKE/ALTER/GRANT statements of the toolkit''s least-privilege setup (kind: role, toolkit, plunk), '
     'for the functions that exist now. Writes nothing; migrate runs them.';
 
+-- plunk_sql.privilege_gaps(): the statements of privilege_statements() that are
+-- not in effect yet, i.e. what an administrator still has to run (kind 'role':
+-- a role with CREATEROLE; 'plunk': the owner of public.emails; 'toolkit': the
+-- owner of plunk_sql, or simply `plunk-sql migrate` again once the roles
+-- exist). Empty when the setup is complete. `plunk-sql migrate` prints them and
+-- `plunk-sql doctor` reports them. SECURITY DEFINER (see above) so the operator
+-- role can call it; it reads catalogs and the role_prefix setting only.
+--   22023 invalid role_prefix.
+-- Locks: none.
+CREATE OR REPLACE FUNCTION plunk_sql.privilege_gaps()
+RETURNS TABLE (kind text, statement text)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p.kind, p.statement FROM plunk_sql._privilege_plan() AS p WHERE NOT p.in_effect
+$$;
+
+COMMENT ON FUNCTION plunk_sql.privilege_gaps() IS
+    'Statements of the least-privilege setup not in effect yet (what an administrator still runs); '
+    'empty when complete. Errors: 22023 invalid role_prefix.';
+
 -- Run them: roles only when this user may create roles, grants on
--- public.emails only when this user may grant them (owner or GRANT OPTION);
--- otherwise a NOTICE says what a superuser must run.
+-- public.emails only when this user may grant them (owner or GRANT OPTION),
+-- grants only to roles that exist; what is skipped stays in privilege_gaps()
+-- (migrate prints it) and gets a NOTICE.
 DO $$
 DECLARE
     v_can_create_roles boolean;
     v_can_grant_emails boolean;
     v_stmt record;
-    v_roles_exist boolean;
 BEGIN
     SELECT r.rolsuper OR r.rolcreaterole INTO v_can_create_roles
     FROM pg_catalog.pg_roles AS r WHERE r.rolname = current_user;
@@ -228,15 +363,19 @@ BEGIN
             (SELECT c.relowner FROM pg_catalog.pg_class AS c WHERE c.oid = 'public.emails'::regclass), 'USAGE')
         OR pg_catalog.has_table_privilege('public.emails', 'INSERT WITH GRANT OPTION');
 
-    FOR v_stmt IN SELECT * FROM plunk_sql.privilege_statements() LOOP
-        IF v_stmt.kind = 'role' AND NOT v_can_create_roles THEN
-            RAISE NOTICE 'plunk_sql: % may not create roles; a superuser runs: %;', current_user, v_stmt.statement;
+    -- The plan is computed once, up front: a row in effect then stays in effect, and
+    -- whether a grantee exists is looked up again here (an earlier CREATE ROLE made it).
+    FOR v_stmt IN SELECT * FROM plunk_sql._privilege_plan() LOOP
+        IF v_stmt.in_effect THEN
             CONTINUE;
         END IF;
-        v_roles_exist := EXISTS (SELECT 1 FROM pg_catalog.pg_roles AS r WHERE r.rolname = 'plunk_sql_worker')
-                     AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles AS r WHERE r.rolname = 'plunk_sql_operator');
-        IF v_stmt.statement LIKE 'GRANT%' AND NOT v_roles_exist THEN
-            RAISE NOTICE 'plunk_sql: roles missing, skipped: %;', v_stmt.statement;
+        IF v_stmt.kind = 'role' AND NOT v_can_create_roles THEN
+            RAISE NOTICE 'plunk_sql: % may not create roles; an administrator runs: %;', current_user, v_stmt.statement;
+            CONTINUE;
+        END IF;
+        IF v_stmt.grantee IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles AS r WHERE r.rolname = v_stmt.grantee) THEN
+            RAISE NOTICE 'plunk_sql: role % missing, skipped: %;', v_stmt.grantee, v_stmt.statement;
             CONTINUE;
         END IF;
         IF v_stmt.kind = 'plunk' AND NOT v_can_grant_emails THEN

@@ -21,8 +21,8 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from plunk_sql.cluster import Cluster, start_cluster
 from plunk_sql.migrate import migrate
+from plunk_sql.testing.cluster import Cluster, start_cluster
 from tests.factories import Plunk
 
 # migrate() schedules the sweep with pg_cron by default; a job on the template

@@ -12,7 +12,7 @@ import pytest
 
 from plunk_sql import errors
 from plunk_sql.api import Client, SweepAction
-from plunk_sql.smtp_sink import SmtpSink
+from plunk_sql.testing.smtp_sink import SmtpSink
 from plunk_sql.worker import SmtpConfig, SmtpSender, Worker, WorkerConfig
 
 

@@ -1,4 +1,4 @@
-"""`plunk-sql bench --quick` end to end at a tiny scale, so the benchmark keeps
+"""`python -m bench --quick` end to end at a tiny scale, so the benchmark keeps
 working. It checks that the run completes every phase and writes its report
 and figures; it never asserts speed."""
 
@@ -9,18 +9,17 @@ import json
 import psycopg
 import pytest
 
-from plunk_sql import cli
+from bench.__main__ import main as bench_main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def test_bench__quick_run_writes_report_and_figures(pg_server, tmp_path, capsys):
     pytest.importorskip("matplotlib")
-    code = cli.main(
+    code = bench_main(
         [
             "--database-url",
             pg_server.admin_url,
-            "bench",
             "--quick",
             "--scale",
             "2000",

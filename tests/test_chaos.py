@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import psycopg
 
-from plunk_sql import chaos
+from plunk_sql.testing import chaos
 
 
 def test_chaos__short_run_ends_sent_without_violations(capsys):

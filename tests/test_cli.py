@@ -118,10 +118,10 @@ def test_cli__worker_argument_errors(cli, campaign):
 
 def test_cli__no_database_url_is_a_usage_error(monkeypatch, capsys):
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    with pytest.raises(SystemExit) as info:
-        main(["status"])
-    assert info.value.code == EXIT_USAGE
-    assert "DATABASE_URL" in capsys.readouterr().err
+    assert main(["status"]) == EXIT_USAGE
+    assert capsys.readouterr().err == (
+        "plunk-sql status: no database: pass --database-url or set DATABASE_URL\n"
+    )
 
 
 def test_cli__console_entry_point_runs(db_url):
@@ -136,3 +136,9 @@ def test_cli__console_entry_point_runs(db_url):
         [sys.executable, "-m", "plunk_sql.cli", "frobnicate"], capture_output=True, check=False
     )
     assert res.returncode == EXIT_USAGE  # argparse
+
+
+def test_cli__worker_smtp_url_from_the_environment(cli, monkeypatch):
+    monkeypatch.setenv("PLUNK_SQL_SMTP_URL", "smtp://127.0.0.1:1")
+    code, _, err = cli("worker", "--campaign", "nope")
+    assert code == EXIT_NOT_FOUND and "(P0002)" in err

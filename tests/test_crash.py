@@ -17,8 +17,8 @@ import uuid
 import psycopg
 import pytest
 
-from plunk_sql.cluster import find_bindir, start_cluster
 from plunk_sql.migrate import migrate
+from plunk_sql.testing.cluster import find_bindir, start_cluster
 from tests.factories import Plunk
 
 TOTAL = 1000

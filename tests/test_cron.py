@@ -106,7 +106,8 @@ def test_cron__without_rights_prints_the_exact_psql_lines(pg_server, db_url, con
         assert result.psql == [
             'psql -d postgres -c "CREATE EXTENSION IF NOT EXISTS pg_cron"',
             "psql -d postgres -c \"SELECT cron.schedule_in_database('plunk_sql_sweep:"
-            f"{name}', '* * * * *', 'SELECT * FROM plunk_sql.sweep()', '{name}')\"",
+            f"{name}', '* * * * *', 'SELECT * FROM plunk_sql.sweep()', '{name}',"
+            " username => 'postgres')\"",
             "psql -d postgres -c \"SELECT cron.schedule('plunk_sql_prune_job_run_details',"
             " '17 * * * *', 'DELETE FROM cron.job_run_details WHERE end_time < now() -"
             " ''7 days''::interval')\"",
@@ -158,7 +159,7 @@ def test_cron__doctor_reports_mode_triggers_and_problems(db_url, conn, capsys, s
     assert report["sweep"]["mode"] == "none"
     assert any("no sweep" in p for p in report["problems"])
     assert report["migrations"] == sorted(
-        p.stem for p in resources.migrations_dir().glob("*.sql") if ".rollback" not in p.name
+        m.stem for m in resources.migrations_dir().glob("0*.sql") if ".rollback" not in m.name
     )
 
     # A `plunk-sql sweep --every` loop connected: loop mode.

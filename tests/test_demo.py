@@ -52,10 +52,10 @@ def test_demo__own_cluster_when_no_database_url(tmp_path):
 
 def test_demo__reconciliation_fails_loudly(pg_server, capsys):
     """A sink that lost a message makes the reconciliation (and the exit code) fail."""
-    from plunk_sql import demo
     from plunk_sql.api import Client
+    from plunk_sql.demos import demo
     from plunk_sql.migrate import migrate
-    from plunk_sql.smtp_sink import SmtpSink
+    from plunk_sql.testing.smtp_sink import SmtpSink
 
     with demo.demo_database(pg_server.admin_url) as (url, _, _cron):
         migrate(url, with_plunk_tables=True)

@@ -20,6 +20,8 @@ OPERATOR_ONLY = [
     "plunk_sql.resume_campaign(text)",
     "plunk_sql.cancel_campaign(text)",
     "plunk_sql.repair_campaign(text)",
+    "plunk_sql.privilege_gaps()",
+    "plunk_sql.role_name(text)",
 ]
 INTERNAL = [
     "plunk_sql.require_campaign(text)",
@@ -326,6 +328,7 @@ def test_privileges__security_definer_only_for_entry_points_and_triggers(conn):
         "plunk_sql.start_campaign(text)",
         "plunk_sql.preview_audience(text)",
         "plunk_sql.claim_batch(text,integer,interval)",
+        "plunk_sql.release_claims(text,text[],text[])",
         "plunk_sql.campaign_message(text)",
         "plunk_sql.campaign_progress_of(text)",
         "plunk_sql.emails_after_insert()",

@@ -14,10 +14,10 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from plunk_sql.cluster import free_port
 from plunk_sql.commands.common import EXIT_ILLEGAL_STATE
 from plunk_sql.errors import IllegalTransition, NotFound
-from plunk_sql.smtp_sink import SmtpSink
+from plunk_sql.testing.cluster import free_port
+from plunk_sql.testing.smtp_sink import SmtpSink
 from plunk_sql.worker import SmtpConfig, Worker, WorkerConfig
 
 

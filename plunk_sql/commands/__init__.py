@@ -1,2 +1,2 @@
-"""CLI subcommands: each module here defines `register(subparsers)` and is
-discovered by plunk_sql.cli, so adding a command never edits a shared list."""
+"""CLI subcommands: each module here defines `register(subparsers)`; plunk_sql.cli lists
+them in COMMAND_MODULES. A module imports only the core at module level (see cli.py)."""

@@ -1,24 +1,26 @@
 """`plunk-sql doctor`: is the toolkit installed and is anything stuck?
 
 Checks: the emails triggers are installed and enabled; migrations and
-versions; what runs the sweep (pg_cron job and its last run, or a
-`plunk-sql sweep --every` loop, or nothing) and when it last ran; settings;
-plunk_sql.stuck_campaigns. Exit code 0 when all is well, 1 when a trigger is
-missing, no sweep is scheduled or running, or a campaign is stuck.
+versions; the toolkit's roles and grants (plunk_sql.privilege_gaps()); what
+runs the sweep (pg_cron job and its last run, or a `plunk-sql sweep --every`
+loop, or a sweep that ran within `stuck_after` although its job is not visible
+to this user, as with a job an administrator scheduled: pg_cron's row-level
+security) and when it last ran; settings; plunk_sql.stuck_campaigns. Exit code
+0 when all is well, 1 when a trigger, role or grant is missing, no sweep is
+scheduled or running, or a campaign is stuck. Runs as the operator role.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
 from plunk_sql import __version__
-from plunk_sql.commands.common import EXIT_ERROR, EXIT_OK, database_url
+from plunk_sql.commands.common import EXIT_ERROR, EXIT_OK, connect, one_line
 from plunk_sql.cron import cron_status
 from plunk_sql.queries import query
 
@@ -35,12 +37,20 @@ def diagnose(conn: psycopg.Connection) -> dict[str, Any]:
     problems: list[str] = report["problems"]
     with conn.cursor(row_factory=dict_row) as cur:
         installed = cur.execute("SELECT to_regnamespace('plunk_sql') IS NOT NULL AS ok").fetchone()
-        if not installed["ok"]:
+        if not (installed and installed["ok"]):
             problems.append("plunk_sql is not installed: run plunk-sql migrate")
             return report
-        versions = cur.execute(query("doctor_versions")).fetchone()
-        report["server_version"] = versions["server_version"]
-        report["migrations"] = (versions["migrations"] or "").split(",")
+        server = cur.execute("SHOW server_version").fetchone()
+        report["server_version"] = server["server_version"] if server else None
+        try:
+            versions = cur.execute(query("doctor_versions")).fetchone()
+            report["migrations"] = ((versions or {}).get("migrations") or "").split(",")
+        except psycopg.Error as exc:
+            report["migrations"] = []
+            problems.append(
+                f"cannot read the applied migrations ({one_line(exc)}): run plunk-sql migrate "
+                "(it grants them to the operator role)"
+            )
         triggers = {r["name"]: r["enabled"] for r in cur.execute(query("doctor_triggers"))}
         report["triggers"] = {name: triggers.get(name) for name in TRIGGERS}
         for name in TRIGGERS:
@@ -58,6 +68,7 @@ def diagnose(conn: psycopg.Connection) -> dict[str, Any]:
         except psycopg.Error as exc:
             problems.append(f"cannot read settings / stuck_campaigns: {exc}")
             report["stuck_campaigns"] = []
+    report["roles"], report["privilege_gaps"] = _privileges(conn, problems)
     sweep = cron_status(conn)
     report["sweep"] = sweep
     if sweep["mode"] == "none":
@@ -65,14 +76,45 @@ def diagnose(conn: psycopg.Connection) -> dict[str, Any]:
             "no sweep is scheduled or running: plunk-sql migrate (pg_cron) "
             "or plunk-sql sweep --every 30s"
         )
-    if sweep["error"]:
-        problems.append(sweep["error"])
+        if sweep["error"]:
+            problems.append(sweep["error"])
     last = sweep.get("last_run")
     if last and last["status"] == "failed":
         problems.append(f"the last pg_cron sweep run failed: {last['return_message']}")
     for row in report["stuck_campaigns"]:
         problems.append(f"campaign {row['campaign_id']} stuck: {row['reason']} ({row['hint']})")
     return report
+
+
+def _privileges(
+    conn: psycopg.Connection[Any], problems: list[str]
+) -> tuple[list[str], list[dict[str, str]]]:
+    """(role names, privilege_gaps rows); missing roles and grants are problems."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        try:
+            names = cur.execute(query("role_names")).fetchone()
+            gaps = cur.execute(query("privilege_gaps")).fetchall()
+        except psycopg.Error as exc:
+            if exc.sqlstate == "42883":  # an older install: no privilege_gaps() yet
+                problems.append("roles and grants cannot be checked: run plunk-sql migrate")
+            else:
+                problems.append(f"roles and grants cannot be checked: {one_line(exc)}")
+            return [], []
+    roles = [names["worker"], names["operator"]] if names else []
+    for gap in gaps:
+        if gap["kind"] == "role":
+            problems.append(
+                f"role {gap['statement'].split()[2]} is missing: an administrator runs "
+                f"`{gap['statement']};`, then plunk-sql migrate again"
+            )
+    grants = [g for g in gaps if g["kind"] != "role"]
+    if grants:
+        problems.append(
+            f"{len(grants)} grants of the least-privilege setup are missing, first: "
+            f"`{grants[0]['statement']};` (all: SELECT * FROM plunk_sql.privilege_gaps(); "
+            "plunk-sql migrate as the owner runs them once the roles exist)"
+        )
+    return roles, gaps
 
 
 def _text(report: dict[str, Any]) -> str:
@@ -82,6 +124,12 @@ def _text(report: dict[str, Any]) -> str:
         lines.append(f"migrations: {', '.join(report['migrations'])}")
         ok = all(report["triggers"].values())
         lines.append(f"emails triggers: {'installed' if ok else 'MISSING or disabled'}")
+        if report.get("roles"):
+            gaps = len(report["privilege_gaps"])
+            lines.append(
+                f"roles: {', '.join(report['roles'])} "
+                + (f"({gaps} statements missing)" if gaps else "(grants complete)")
+            )
         sweep = report["sweep"]
         lines.append(f"sweep mode: {sweep['mode']}")
         if sweep["pg_cron_loaded"]:
@@ -99,6 +147,14 @@ def _text(report: dict[str, Any]) -> str:
         if sweep["loop_sessions"]:
             lines.append(f"  sweep loops connected: {sweep['loop_sessions']}")
         lines.append(f"  last sweep: {sweep['last_sweep_at'] or 'never'}")
+        if sweep["mode"] == "unseen":
+            lines.append(
+                "  a sweep ran within stuck_after, but no pg_cron job or sweep loop is visible "
+                "to this user (pg_cron shows a job only to its owner; a loop behind PgBouncer "
+                "may not show in pg_stat_activity)"
+            )
+        if sweep["error"] and sweep["mode"] != "none":
+            lines.append(f"  note: {sweep['error']}")
         lines.append(f"stuck campaigns: {len(report['stuck_campaigns'])}")
         for row in report["stuck_campaigns"]:
             lines.append(f"  {row['campaign_id']}  {row['reason']}  since {row['since']}")
@@ -110,12 +166,8 @@ def _text(report: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        with psycopg.connect(database_url(args), autocommit=True) as conn:
-            report = diagnose(conn)
-    except psycopg.Error as exc:
-        print(f"plunk-sql doctor: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+    with connect(args) as conn:
+        report = diagnose(conn)
     if args.json:
         print(json.dumps(report, default=str, indent=2))
     else:
@@ -123,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_ERROR if report["problems"] else EXIT_OK
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("doctor", help="check installation, sweep mode and stuck campaigns")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)

@@ -4,36 +4,31 @@ from __future__ import annotations
 
 import argparse
 
-import psycopg
-
-from plunk_sql.commands.common import EXIT_OK, database_url, fail
-from plunk_sql.errors import from_pg
-from plunk_sql.queries import query
+from plunk_sql.commands.common import EXIT_OK, client
 
 
 def _call(args: argparse.Namespace, name: str) -> int:
-    try:
-        with psycopg.connect(database_url(args), autocommit=True) as conn:
-            row = conn.execute(query(name), {"campaign_id": args.campaign}).fetchone()
-    except psycopg.Error as exc:
-        return fail(args.command, from_pg(exc))
-    if name == "cancel_campaign":
-        print(f"campaign {args.campaign}: {row[0]}")
-    else:
-        print(f"campaign {args.campaign}: {'paused' if name == 'pause_campaign' else 'resumed'}")
+    with client(args) as c:
+        if name == "cancel":
+            print(f"campaign {args.campaign}: {c.cancel(args.campaign)}")
+        elif name == "pause":
+            c.pause(args.campaign)
+            print(f"campaign {args.campaign}: paused")
+        else:
+            c.resume(args.campaign)
+            print(f"campaign {args.campaign}: resumed")
     return EXIT_OK
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    for command, name, help_text in (
-        ("pause", "pause_campaign", "pause a SENDING campaign (claims return nothing)"),
-        ("resume", "resume_campaign", "resume a paused campaign"),
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    for command, help_text in (
+        ("pause", "pause a SENDING campaign (claims return nothing)"),
+        ("resume", "resume a paused campaign"),
         (
             "cancel",
-            "cancel_campaign",
             "cancel a SCHEDULED or SENDING campaign (CANCELLED, or DRAFT if nothing was sent)",
         ),
     ):
         p = sub.add_parser(command, help=help_text)
         p.add_argument("campaign", help="campaign id")
-        p.set_defaults(func=lambda args, name=name: _call(args, name))
+        p.set_defaults(func=lambda args, name=command: _call(args, name))

@@ -14,26 +14,23 @@ from __future__ import annotations
 import argparse
 import sys
 
-import psycopg
-from psycopg.rows import dict_row
-
+from plunk_sql.api import Client
 from plunk_sql.commands.common import (
     EXIT_ILLEGAL_STATE,
     EXIT_NOT_FOUND,
     EXIT_OK,
-    EXIT_USAGE,
-    database_url,
+    UsageError,
+    client,
     exit_code,
+    one_line,
 )
-from plunk_sql.errors import from_pg
-from plunk_sql.queries import query
+from plunk_sql.errors import PlunkSqlError
 
 
-def preview(conn: psycopg.Connection, campaign_id: str) -> tuple[int, str]:
+def preview(c: Client, campaign_id: str) -> tuple[int, str]:
     """(EXIT_OK or the refusal's exit code, what repair_campaign would do or why it would
     refuse), read-only."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(query("repair_preview"), {"campaign_id": campaign_id}).fetchone()
+    row = c.repair_preview(campaign_id)
     if row is None:
         return EXIT_NOT_FOUND, f"campaign {campaign_id} does not exist"
     if row["toolkit"]:
@@ -58,35 +55,34 @@ def preview(conn: psycopg.Connection, campaign_id: str) -> tuple[int, str]:
 
 def run(args: argparse.Namespace) -> int:
     if bool(args.campaign) == bool(args.all_stuck):
-        print("plunk-sql repair: give a CAMPAIGN id or --all-stuck", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError("give a CAMPAIGN id or --all-stuck")
     code = EXIT_OK  # the highest refusal code seen
-    with psycopg.connect(database_url(args), autocommit=True) as conn:
+    with client(args) as c:
         if args.all_stuck:
-            ids = [r[0] for r in conn.execute(query("legacy_stuck_campaigns")).fetchall()]
+            ids = c.legacy_stuck_campaigns()
             if not ids:
                 print("no legacy campaign is stuck")
         else:
             ids = [args.campaign]
         for campaign_id in ids:
-            refusal, text = preview(conn, campaign_id)
+            refusal, text = preview(c, campaign_id)
             if not args.apply:
                 print(f"{'would refuse' if refusal else 'would repair'}: {text}")
                 code = max(code, refusal)
                 continue
             try:
-                conn.execute(query("repair_campaign"), {"campaign_id": campaign_id})
+                c.repair(campaign_id)
                 print(f"repaired: {text}")
-            except psycopg.Error as exc:
-                error = from_pg(exc)
-                print(f"refused: {error}", file=sys.stderr)
-                code = max(code, exit_code(error))
+            except PlunkSqlError as exc:
+                # One refusal among several: say so and go on with the others.
+                print(f"plunk-sql repair: refused: {one_line(exc)}", file=sys.stderr)
+                code = max(code, exit_code(exc))
         if not args.apply and ids:
             print("dry run: nothing changed (add --apply)")
     return code
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "repair", help="finish legacy campaigns stuck SENDING without a snapshot (dry run)"
     )

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
-from plunk_sql.api import Client, Progress
-from plunk_sql.commands.common import EXIT_NOT_FOUND, EXIT_OK, database_url, fail
+from plunk_sql.api import Progress
+from plunk_sql.commands.common import EXIT_NOT_FOUND, EXIT_OK, CommandFailed, client
 from plunk_sql.display import table
-from plunk_sql.errors import PlunkSqlError
 
 COLUMNS = ["campaign_id", "status", "total", "pending", "claimed", "in_flight", "sent", "failed"]
 COLUMNS += ["skipped"]
@@ -21,28 +19,23 @@ def _row(p: Progress) -> list[object]:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        with Client(database_url(args)) as client:
-            if args.campaign is None:
-                rows = client.all_progress()
-                if args.json:
-                    print(json.dumps([p.as_dict() for p in rows]))
-                elif rows:
-                    print(table(COLUMNS, [_row(p) for p in rows]))
-                else:
-                    print("no campaigns started by plunk_sql yet")
-                return EXIT_OK
-            p = client.progress(args.campaign)
-            if p is None:
-                print(
-                    f"plunk-sql status: campaign {args.campaign} was not started by plunk_sql "
-                    "(or does not exist)",
-                    file=sys.stderr,
-                )
-                return EXIT_NOT_FOUND
-            outcomes = client.outcomes(args.campaign)
-    except PlunkSqlError as exc:
-        return fail("status", exc)
+    with client(args) as c:
+        if args.campaign is None:
+            rows = c.all_progress()
+            if args.json:
+                print(json.dumps([p.as_dict() for p in rows]))
+            elif rows:
+                print(table(COLUMNS, [_row(p) for p in rows]))
+            else:
+                print("no campaigns started by plunk_sql yet")
+            return EXIT_OK
+        p = c.progress(args.campaign)
+        if p is None:
+            raise CommandFailed(
+                f"campaign {args.campaign} was not started by plunk_sql (or does not exist)",
+                EXIT_NOT_FOUND,
+            )
+        outcomes = c.outcomes(args.campaign)
     if args.json:
         out = p.as_dict() | {
             "outcomes": [
@@ -62,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "status",
         help="progress of campaigns sent through plunk_sql",

@@ -17,13 +17,14 @@ import json
 import re
 import sys
 import time
+from typing import Any
 
 import psycopg
 
-from plunk_sql.commands.common import EXIT_ERROR, EXIT_OK, database_url
+from plunk_sql.api import Client, SweepAction
+from plunk_sql.commands.common import EXIT_OK, client, connect, one_line
 from plunk_sql.cron import LOOP_APPLICATION_NAME
-from plunk_sql.errors import from_pg
-from plunk_sql.queries import query
+from plunk_sql.errors import PlunkSqlError, from_pg
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -37,13 +38,16 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNIT[match.group(2)]
 
 
-def sweep_once(conn: psycopg.Connection) -> list[tuple[str, str, int]]:
+def sweep_once(conn: psycopg.Connection[Any]) -> list[tuple[str | None, str | None, int]]:
     """One sweep in its own transaction; the rows it returned."""
-    with conn.transaction():
-        return [tuple(r) for r in conn.execute(query("sweep")).fetchall()]
+    return _rows(Client(conn).sweep())
 
 
-def _print(rows: list[tuple[str, str, int]], as_json: bool) -> None:
+def _rows(actions: list[SweepAction]) -> list[tuple[str | None, str | None, int]]:
+    return [(a.action, a.campaign_id, a.affected) for a in actions]
+
+
+def _print(rows: list[tuple[str | None, str | None, int]], as_json: bool) -> None:
     for action, campaign_id, affected in rows:
         if as_json:
             print(json.dumps({"action": action, "campaign_id": campaign_id, "affected": affected}))
@@ -55,37 +59,40 @@ def _print(rows: list[tuple[str, str, int]], as_json: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    url = database_url(args)
     if args.every is None:
-        try:
-            with psycopg.connect(url, autocommit=True) as conn:
-                rows = sweep_once(conn)
-        except psycopg.Error as exc:
-            print(f"plunk-sql sweep: {from_pg(exc)}", file=sys.stderr)
-            return EXIT_ERROR
+        with client(args) as c:
+            rows = _rows(c.sweep())
         _print(rows, args.json)
         return EXIT_OK
 
+    # Fail fast, then keep going: until one pass succeeded, a failure ends the loop
+    # through the CLI's error path (exit 1: a wrong URL, password or grant does not get
+    # better by retrying, and a service manager shows it at once). After that, each
+    # failure is one stderr line and the next pass retries (a lost connection is reopened).
     runs = 0
-    conn: psycopg.Connection | None = None
+    swept_once = False
+    conn: psycopg.Connection[Any] | None = connect(args, application_name=LOOP_APPLICATION_NAME)
     try:
         while args.count is None or runs < args.count:
             started = time.monotonic()
             try:
                 if conn is None or conn.closed:
-                    conn = psycopg.connect(
-                        url, autocommit=True, application_name=LOOP_APPLICATION_NAME
-                    )
+                    conn = connect(args, application_name=LOOP_APPLICATION_NAME)
                 rows = sweep_once(conn)
+                swept_once = True
                 if rows:
                     _print(rows, args.json)
-            except psycopg.OperationalError as exc:
-                print(f"plunk-sql sweep: {exc}; retrying", file=sys.stderr)
-                if conn is not None:
-                    conn.close()
-                conn = None
-            except psycopg.Error as exc:
-                print(f"plunk-sql sweep: {from_pg(exc)}", file=sys.stderr)
+            except (PlunkSqlError, psycopg.Error) as exc:
+                if not swept_once:
+                    raise
+                mapped = from_pg(exc) if isinstance(exc, psycopg.Error) else exc
+                if isinstance(exc, psycopg.OperationalError):
+                    print(f"plunk-sql sweep: {one_line(mapped)}; retrying", file=sys.stderr)
+                    if conn is not None:
+                        conn.close()
+                    conn = None
+                else:
+                    print(f"plunk-sql sweep: {one_line(mapped)}", file=sys.stderr)
             runs += 1
             if args.count is not None and runs >= args.count:
                 break
@@ -98,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("sweep", help="run plunk_sql.sweep() once, or every N seconds")
     p.add_argument(
         "--every",

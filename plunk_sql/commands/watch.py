@@ -6,28 +6,29 @@ import argparse
 import sys
 import time
 
-from plunk_sql.api import Client
-from plunk_sql.commands.common import EXIT_NOT_FOUND, EXIT_OK, database_url, fail
+from plunk_sql.commands.common import (
+    EXIT_INTERRUPTED,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    CommandFailed,
+    client,
+)
 from plunk_sql.display import CLEAR_EOL, RateMeter, log_line, progress_line
-from plunk_sql.errors import PlunkSqlError
-
-EXIT_INTERRUPTED = 130
 
 
 def run(args: argparse.Namespace) -> int:
     tty = sys.stdout.isatty()
     meter = RateMeter()
     try:
-        with Client(database_url(args)) as client:
+        with client(args) as c:
             while True:
-                p = client.progress(args.campaign)
+                p = c.progress(args.campaign)
                 if p is None:
-                    print(
-                        f"plunk-sql watch: campaign {args.campaign} was not started by plunk_sql "
+                    raise CommandFailed(
+                        f"campaign {args.campaign} was not started by plunk_sql "
                         "(or does not exist)",
-                        file=sys.stderr,
+                        EXIT_NOT_FOUND,
                     )
-                    return EXIT_NOT_FOUND
                 meter.add(p.settled)
                 done = p.finished or p.status != "SENDING"
                 if tty:
@@ -37,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
                         flush=True,
                     )
                 else:
+                    eta = meter.eta(p.open)
                     log_line(
                         "progress",
                         campaign=p.campaign_id,
@@ -48,25 +50,24 @@ def run(args: argparse.Namespace) -> int:
                         failed=p.failed,
                         skipped=p.skipped,
                         rate=round(meter.rate, 1),
-                        eta_seconds=None if meter.eta(p.open) is None else round(meter.eta(p.open)),
+                        eta_seconds=None if eta is None else round(eta),
                     )
                 if done or args.once:
                     return EXIT_OK
                 time.sleep(args.interval)
-    except PlunkSqlError as exc:
-        return fail("watch", exc)
     except KeyboardInterrupt:
         print()
         return EXIT_INTERRUPTED
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "watch",
         help="live progress of a send (bar, rate, ETA) until it finishes",
         description="Polls campaign_progress. A progress bar on a terminal, one JSON line per "
         "poll otherwise. Exit 0 when the campaign has no open recipients or left SENDING; "
-        "3 when unknown; 130 on Ctrl-C.",
+        "3 when unknown; 130 on Ctrl-C. Polling needs no LISTEN, so it works through "
+        "PgBouncer in transaction pooling mode.",
     )
     p.add_argument("campaign", metavar="CAMPAIGN", help="campaign id")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between polls")

@@ -2,7 +2,8 @@
 
 Exit codes: 0 when the worker stopped cleanly (campaign done, nothing pending,
 or SIGINT/SIGTERM after finishing claimed work); 1 when a thread failed (the
-database went away, ...); 2 for bad arguments; 3 unknown campaign.
+database went away, ...); 2 for bad arguments or without the `worker` extra
+(python-liquid); 3 unknown campaign; 4 the campaign is not SENDING.
 """
 
 from __future__ import annotations
@@ -13,15 +14,27 @@ import signal
 import sys
 import time
 from datetime import timedelta
+from typing import Any
 
-from plunk_sql.api import Client
-from plunk_sql.commands.common import EXIT_ERROR, EXIT_OK, EXIT_USAGE, database_url, fail
+import psycopg
+
+from plunk_sql.api import Client, Progress
+from plunk_sql.commands.common import (
+    EXIT_ERROR,
+    EXIT_OK,
+    CommandFailed,
+    UsageError,
+    database_url,
+    needs_extra,
+)
 from plunk_sql.display import CLEAR_EOL, RateMeter, log_line, progress_line
 from plunk_sql.errors import PlunkSqlError
-from plunk_sql.worker import SmtpConfig, Worker, WorkerConfig
 
 
 def run(args: argparse.Namespace) -> int:
+    with needs_extra("worker"):
+        from plunk_sql.worker import SmtpConfig, Worker, WorkerConfig
+
     url = database_url(args)
     try:
         smtp = SmtpConfig.from_url(
@@ -31,11 +44,9 @@ def run(args: argparse.Namespace) -> int:
             password=os.environ.get("PLUNK_SQL_SMTP_PASSWORD"),
         )
     except ValueError as exc:
-        print(f"plunk-sql worker: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError(str(exc)) from exc
     if args.concurrency < 1 or not 1 <= args.batch_size <= 10000:
-        print("plunk-sql worker: --concurrency >= 1, --batch-size 1..10000", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError("--concurrency >= 1, --batch-size 1..10000")
     config = WorkerConfig(
         database_url=url,
         campaign_id=args.campaign,
@@ -52,11 +63,10 @@ def run(args: argparse.Namespace) -> int:
     worker = Worker(config, on_event=lambda event, **f: None if tty else log_line(event, **f))
     try:
         campaign = worker.load()
-    except PlunkSqlError as exc:
-        return fail("worker", exc)
+    except (PlunkSqlError, psycopg.Error):
+        raise  # the CLI's error path
     except Exception as exc:  # a template that does not compile
-        print(f"plunk-sql worker: cannot use campaign {args.campaign}: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        raise CommandFailed(f"cannot use campaign {args.campaign}: {exc}") from exc
 
     def on_signal(signum: int, _frame: object) -> None:
         worker.stop(emit=False)  # the loop below reports it
@@ -116,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_ERROR if s.errors else EXIT_OK
 
 
-def _counts(p) -> dict[str, int | str]:
+def _counts(p: Progress) -> dict[str, Any]:
     return {
         "status": p.status,
         "total": p.total,
@@ -129,7 +139,7 @@ def _counts(p) -> dict[str, int | str]:
     }
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "worker",
         help="send a SENDING campaign over SMTP (reference worker)",
@@ -139,9 +149,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--campaign", required=True, help="campaign id")
     p.add_argument(
         "--smtp",
-        required=True,
+        default=os.environ.get("PLUNK_SQL_SMTP_URL"),
+        required="PLUNK_SQL_SMTP_URL" not in os.environ,
         help="smtp://[user:pass@]host:port[?starttls=1&verify=0] or smtps://... "
-        "(password also from $PLUNK_SQL_SMTP_PASSWORD)",
+        "(default: $PLUNK_SQL_SMTP_URL; password also from $PLUNK_SQL_SMTP_PASSWORD)",
     )
     p.add_argument("--starttls", action="store_true", help="upgrade the connection with STARTTLS")
     p.add_argument("--smtp-user", help="SMTP AUTH user name")

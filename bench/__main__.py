@@ -1,10 +1,10 @@
-"""`plunk-sql bench`: measure the toolkit against Plunk's algorithm and the raw
-PostgreSQL floor, and write BENCHMARKS.md with its plots.
+"""`python -m bench` (`make bench`, `make bench-quick`): measure the toolkit against
+Plunk's algorithm and the raw PostgreSQL floor, and write BENCHMARKS.md with its plots.
 
-The benchmark code lives in the checkout's bench/ package (not in the wheel):
-run it from a clone. Without --database-url/$DATABASE_URL it starts a throwaway
-cluster; with one, its user needs CREATEDB (three scratch databases are made and
-dropped).
+The benchmark lives in the checkout's bench/ package, not in the wheel, and the
+plunk_sql package never imports it. Without --database-url/$DATABASE_URL it
+starts a throwaway cluster; with one, its user needs CREATEDB (three scratch
+databases are made and dropped).
 """
 
 from __future__ import annotations
@@ -14,19 +14,12 @@ import os
 import sys
 from pathlib import Path
 
-from plunk_sql.commands.common import EXIT_OK, EXIT_USAGE
+from bench import runner
 
-CHECKOUT = Path(__file__).resolve().parents[2]
+CHECKOUT = Path(__file__).resolve().parents[1]
 
 
 def run(args: argparse.Namespace) -> int:
-    if str(CHECKOUT) not in sys.path:
-        sys.path.insert(0, str(CHECKOUT))
-    try:
-        from bench import runner
-    except ImportError as exc:
-        print(f"plunk-sql bench: needs a checkout with bench/ ({exc})", file=sys.stderr)
-        return EXIT_USAGE
     url = getattr(args, "database_url", None) or os.environ.get("DATABASE_URL")
     res = runner.run(
         scale=args.scale,
@@ -45,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     )
     out = Path(args.out) if args.out else CHECKOUT
     print(f"wrote {out / 'BENCHMARKS.md'} ({len(res.send)} send configurations)")
-    return EXIT_OK
+    return 0
 
 
 def _ints(text: str) -> list[int]:
@@ -60,8 +53,13 @@ def _ints(text: str) -> list[int]:
     return values
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="run the benchmarks and write BENCHMARKS.md (from a checkout)")
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m bench", description="run the benchmarks and write BENCHMARKS.md"
+    )
+    p.add_argument(
+        "--database-url", help="a server to benchmark on (default: $DATABASE_URL, else throwaway)"
+    )
     p.add_argument(
         "--scale",
         type=int,
@@ -88,4 +86,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="extra SQL applied after migrate (to measure a proposed fix); recorded in the report",
     )
-    p.set_defaults(func=run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

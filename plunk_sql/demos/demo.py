@@ -36,10 +36,10 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.json import Jsonb
 
 from plunk_sql.api import Client
-from plunk_sql.cluster import start_cluster
 from plunk_sql.display import CLEAR_EOL, RateMeter, progress_line, table
 from plunk_sql.migrate import migrate
-from plunk_sql.smtp_sink import SmtpSink
+from plunk_sql.testing.cluster import start_cluster
+from plunk_sql.testing.smtp_sink import SmtpSink
 
 SEGMENT_CONDITION = {
     "logic": "AND",
@@ -312,16 +312,12 @@ def reconcile(url: str, campaign: str, sink: SmtpSink, worker_rc: int | None) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="plunk-sql demo", description=__doc__)
+    from plunk_sql.commands.demo import add_arguments
+
+    parser = argparse.ArgumentParser(prog="python -m plunk_sql.demos.demo", description=__doc__)
     add_arguments(parser)
     args = parser.parse_args(argv)
     return run_demo(args.contacts, args.workers, args.batch_size)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--contacts", type=int, default=20000, help="contacts to seed")
-    parser.add_argument("--workers", type=int, default=4, help="worker threads")
-    parser.add_argument("--batch-size", type=int, default=200, help="recipients per claim")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,6 +1,6 @@
 """Chaos run: one campaign sent by several worker processes while faults are injected.
 
-`python -m plunk_sql.chaos --recipients 100000 --workers 8` (`make stress`) starts its own
+`python -m plunk_sql.testing.chaos --recipients 100000 --workers 8` (`make stress`) starts its own
 throwaway cluster (fsync on, so an immediate shutdown is a real crash), migrates it, snapshots
 a campaign and sends it with worker processes that speak SQL directly:
 
@@ -314,7 +314,7 @@ class Driver:
 
     # -- processes
     def spawn(self) -> None:
-        cmd = [sys.executable, "-m", "plunk_sql.chaos", "worker", self.url, self.campaign,
+        cmd = [sys.executable, "-m", "plunk_sql.testing.chaos", "worker", self.url, self.campaign,
                self.project, str(self.batch), self.lease]  # fmt: skip
         self.procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL))
 
@@ -671,7 +671,7 @@ def run(
     log=print,
 ) -> Report:
     """A full chaos run on a new throwaway cluster; returns the verified report."""
-    from plunk_sql.cluster import start_cluster
+    from plunk_sql.testing.cluster import start_cluster
 
     seed = random.randrange(1 << 30) if seed is None else seed
     log(f"chaos: seed {seed}")
@@ -701,7 +701,7 @@ def main(argv: list[str] | None = None) -> int:
         url, campaign, project, batch, lease = argv[1:6]
         return worker_main(url, campaign, project, int(batch), lease)
     p = argparse.ArgumentParser(
-        prog="python -m plunk_sql.chaos", description=__doc__.split("\n")[0]
+        prog="python -m plunk_sql.testing.chaos", description=__doc__.split("\n")[0]
     )
     p.add_argument("--recipients", type=int, default=100_000)
     p.add_argument("--workers", type=int, default=8)

@@ -25,7 +25,7 @@ from email import message_from_bytes, policy
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from plunk_sql.cluster import free_port
+from plunk_sql.testing.cluster import free_port
 
 Responder = Callable[[str, int], "str | None"]
 
@@ -152,7 +152,7 @@ class SmtpSink:
         self.stop()
 
 
-def main() -> None:  # pragma: no cover - `python -m plunk_sql.smtp_sink [PORT]`
+def main() -> None:  # pragma: no cover - `python -m plunk_sql.testing.smtp_sink [PORT]`
     import sys
     import time
 
