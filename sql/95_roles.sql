@@ -222,8 +222,13 @@ BEGIN
         ORDER BY 1
     LOOP
         statement := pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', v_sig);
-        in_effect := NOT pg_catalog.has_function_privilege('public', v_sig::regprocedure, 'EXECUTE')
-                     OR v_sig = ANY (v_public);
+        -- Judged by the function's own ACL, never by effective privileges: a new
+        -- function's default ACL (NULL) lets PUBLIC, and so every role, execute it.
+        in_effect := v_sig = ANY (v_public)
+                     OR (SELECT p.proacl IS NOT NULL
+                                AND NOT EXISTS (SELECT 1 FROM pg_catalog.aclexplode(p.proacl) AS a
+                                                WHERE a.grantee = 0)
+                         FROM pg_catalog.pg_proc AS p WHERE p.oid = v_sig::regprocedure);
         RETURN NEXT;
     END LOOP;
     FOREACH v_sig IN ARRAY v_definer LOOP
@@ -237,7 +242,11 @@ BEGIN
     FOREACH v_sig IN ARRAY v_public LOOP
         IF pg_catalog.to_regprocedure(v_sig) IS NOT NULL THEN
             statement := pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO PUBLIC', v_sig);
-            in_effect := pg_catalog.has_function_privilege('public', v_sig::regprocedure, 'EXECUTE');
+            -- An explicit grant even where the default ACL (NULL) already allows it:
+            -- a fresh install then ends with the same ACL as an upgraded one.
+            in_effect := EXISTS (SELECT 1 FROM pg_catalog.pg_proc AS p, pg_catalog.aclexplode(p.proacl) AS a
+                                 WHERE p.oid = v_sig::regprocedure AND a.grantee = 0
+                                   AND a.privilege_type = 'EXECUTE');
             RETURN NEXT;
         END IF;
     END LOOP;
@@ -255,7 +264,12 @@ BEGIN
                 statement := pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %I', v_sig, v_role);
                 in_effect := false;
                 IF v_exists THEN
-                    in_effect := pg_catalog.has_function_privilege(v_role, v_sig::regprocedure, 'EXECUTE');
+                    -- The explicit grant, not the effective privilege (see the REVOKE above:
+                    -- before it runs, PUBLIC's default EXECUTE would hide a missing grant).
+                    in_effect := EXISTS (
+                        SELECT 1 FROM pg_catalog.pg_proc AS p, pg_catalog.aclexplode(p.proacl) AS a
+                        WHERE p.oid = v_sig::regprocedure AND a.privilege_type = 'EXECUTE'
+                          AND a.grantee = (SELECT r.oid FROM pg_catalog.pg_roles AS r WHERE r.rolname = v_role));
                 END IF;
                 RETURN NEXT;
             END IF;

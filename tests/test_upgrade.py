@@ -101,7 +101,7 @@ def migration_ids(directory: Path) -> list[str]:
 # roles). Data is compared only for plunk_sql.settings (its defaults are part of an install).
 CATALOG_QUERIES: dict[str, str] = {
     "relations": """
-        SELECT c.relname, c.relkind, c.relpersistence, c.reloptions::text, c.relacl::text,
+        SELECT c.relname, c.relkind, c.relpersistence, c.reloptions::text, (SELECT pg_catalog.array_agg(x::text ORDER BY x::text) FROM pg_catalog.unnest(c.relacl) AS x)::text,
                pg_catalog.obj_description(c.oid, 'pg_class')
         FROM pg_catalog.pg_class AS c
         WHERE c.relnamespace = 'plunk_sql'::regnamespace AND c.relkind <> 'i'
@@ -111,7 +111,7 @@ CATALOG_QUERIES: dict[str, str] = {
                row_number() OVER (PARTITION BY c.oid ORDER BY a.attnum),
                pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull,
                pg_catalog.pg_get_expr(d.adbin, d.adrelid), a.attidentity, a.attgenerated,
-               a.attstattarget, a.attacl::text, pg_catalog.col_description(c.oid, a.attnum)
+               a.attstattarget, (SELECT pg_catalog.array_agg(x::text ORDER BY x::text) FROM pg_catalog.unnest(a.attacl) AS x)::text, pg_catalog.col_description(c.oid, a.attnum)
         FROM pg_catalog.pg_attribute AS a
         JOIN pg_catalog.pg_class AS c ON c.oid = a.attrelid
         LEFT JOIN pg_catalog.pg_attrdef AS d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
@@ -131,7 +131,7 @@ CATALOG_QUERIES: dict[str, str] = {
         ORDER BY 1, 2""",
     "functions": """
         SELECT p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid),
-               pg_catalog.pg_get_functiondef(p.oid), p.proacl::text,
+               pg_catalog.pg_get_functiondef(p.oid), (SELECT pg_catalog.array_agg(x::text ORDER BY x::text) FROM pg_catalog.unnest(p.proacl) AS x)::text,
                pg_catalog.obj_description(p.oid, 'pg_proc')
         FROM pg_catalog.pg_proc AS p
         WHERE p.pronamespace = 'plunk_sql'::regnamespace
@@ -156,14 +156,14 @@ CATALOG_QUERIES: dict[str, str] = {
         SELECT t.typname, t.typtype,
                (SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder)
                 FROM pg_catalog.pg_enum AS e WHERE e.enumtypid = t.oid),
-               t.typacl::text
+               (SELECT pg_catalog.array_agg(x::text ORDER BY x::text) FROM pg_catalog.unnest(t.typacl) AS x)::text
         FROM pg_catalog.pg_type AS t
         LEFT JOIN pg_catalog.pg_class AS c ON c.oid = t.typrelid
         WHERE t.typnamespace = 'plunk_sql'::regnamespace
           AND t.typname NOT LIKE '\\_%' AND (c.oid IS NULL OR c.relkind = 'c')
         ORDER BY 1""",
     "schema": """
-        SELECT n.nspname, n.nspacl::text, pg_catalog.obj_description(n.oid, 'pg_namespace'),
+        SELECT n.nspname, (SELECT pg_catalog.array_agg(x::text ORDER BY x::text) FROM pg_catalog.unnest(n.nspacl) AS x)::text, pg_catalog.obj_description(n.oid, 'pg_namespace'),
                (SELECT string_agg(d.defaclobjtype::text || ':' || d.defaclacl::text, ';' ORDER BY 1)
                 FROM pg_catalog.pg_default_acl AS d WHERE d.defaclnamespace = n.oid)
         FROM pg_catalog.pg_namespace AS n
