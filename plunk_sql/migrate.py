@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
-from yoyo import get_backend, read_migrations  # type: ignore[import-untyped]
+from yoyo import get_backend, read_migrations
 
 from plunk_sql import cron, plunk_schema, resources
 from plunk_sql.connection import connect, prepare_threshold

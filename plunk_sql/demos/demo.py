@@ -272,12 +272,14 @@ def reconcile(url: str, campaign: str, sink: SmtpSink, worker_rc: int | None) ->
         p = client.progress(campaign)
         outcomes = client.outcomes(campaign)
         with psycopg.connect(url) as conn:
-            emails_sent, total_recipients = conn.execute(
+            row = conn.execute(
                 """SELECT (SELECT count(*) FROM public.emails
                            WHERE "campaignId" = %(c)s AND status::text = 'SENT'),
                           (SELECT "totalRecipients" FROM public.campaigns WHERE id = %(c)s)""",
                 {"c": campaign},
             ).fetchone()
+            assert row is not None
+            emails_sent, total_recipients = row
             violated = conn.execute(
                 "SELECT invariant FROM plunk_sql.check_invariants(%s) WHERE violations > 0",
                 (campaign,),

@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 SYSTEM_BINDIRS = ["/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin"]
 
@@ -123,7 +124,8 @@ def has_pg_cron(bindir: Path) -> bool:
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 @dataclass
@@ -144,7 +146,7 @@ class Cluster:
     def version(self) -> int:
         return int((self.datadir / "PG_VERSION").read_text().strip())
 
-    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    def _run(self, *args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
         cmd = [str(a) for a in args]
         if _is_root():
             cmd = ["runuser", "-u", self.run_as, "--", *cmd]
@@ -280,7 +282,7 @@ def _wait_ready(cluster: Cluster, timeout: float = 30) -> None:
 
 
 @contextlib.contextmanager
-def throwaway_cluster(**kwargs):
+def throwaway_cluster(**kwargs: Any) -> Iterator[Cluster]:
     cluster = start_cluster(**kwargs)
     try:
         yield cluster

@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from email import message_from_bytes, policy
+from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -43,7 +44,7 @@ class _Handler:
     def __init__(self, sink: SmtpSink) -> None:
         self.sink = sink
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # aiosmtpd hook
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # aiosmtpd hook
         return self.sink._accept(envelope)
 
 
@@ -90,7 +91,7 @@ class SmtpSink:
         with self._lock:
             return {r: n for r, n in self.by_rcpt.items() if n > 1}
 
-    def _accept(self, envelope) -> str:
+    def _accept(self, envelope: Any) -> str:
         rcpts = list(envelope.rcpt_tos)
         with self._lock:
             for rcpt in rcpts:
@@ -118,7 +119,9 @@ class SmtpSink:
                     )
         return f"250 2.0.0 Ok: queued as {queue_id}"
 
-    def _authenticate(self, server, session, envelope, mechanism, data) -> AuthResult:
+    def _authenticate(
+        self, server: Any, session: Any, envelope: Any, mechanism: Any, data: Any
+    ) -> AuthResult:
         ok = (
             isinstance(data, LoginPassword)
             and self.auth is not None
@@ -127,7 +130,7 @@ class SmtpSink:
         return AuthResult(success=ok, handled=False)
 
     def start(self) -> SmtpSink:
-        kwargs: dict = {}
+        kwargs: dict[str, Any] = {}
         if self.auth is not None:
             kwargs |= {
                 "auth_required": True,
