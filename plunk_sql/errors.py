@@ -108,6 +108,7 @@ CATALOGUE: tuple[ErrorKind, ...] = (
         "22023", InvalidArgument, "claim_batch: batch_size not in 1..10000", column="batch_size"
     ),
     ErrorKind("22023", InvalidArgument, "claim_batch: lease not in (0, 1 day]", column="lease"),
+    ErrorKind("22023", InvalidArgument, "role_name: kind is not worker or operator", column="kind"),
     ErrorKind(
         "22023",
         InvalidCondition,

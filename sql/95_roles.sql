@@ -117,6 +117,7 @@ BEGIN
     IF p_kind IS NULL OR p_kind NOT IN ('worker', 'operator') THEN
         RAISE EXCEPTION USING
             ERRCODE = 'invalid_parameter_value',
+            SCHEMA = 'plunk_sql', COLUMN = 'kind',
             MESSAGE = pg_catalog.format('role kind must be worker or operator, got %L', p_kind);
     END IF;
     SELECT s.value INTO v_prefix FROM plunk_sql.settings AS s WHERE s.key = 'role_prefix';
@@ -124,6 +125,7 @@ BEGIN
     IF v_prefix !~ '^[a-z_][a-z0-9_]{0,39}$' THEN
         RAISE EXCEPTION USING
             ERRCODE = 'invalid_parameter_value',
+            SCHEMA = 'plunk_sql', TABLE = 'settings', COLUMN = 'value',
             MESSAGE = pg_catalog.format('role_prefix %L is not a lower-case identifier of at most 40 characters', v_prefix);
     END IF;
     RETURN v_prefix || '_' || p_kind;
