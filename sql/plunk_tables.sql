@@ -81,6 +81,8 @@ CREATE TABLE IF NOT EXISTS public.segment_memberships (
     "segmentId" text NOT NULL,
     "enteredAt" timestamp(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
     "exitedAt" timestamp(3),
+    "createdAt" timestamp(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "updatedAt" timestamp(3) NOT NULL,
     CONSTRAINT segment_memberships_pkey PRIMARY KEY ("contactId", "segmentId"),
     CONSTRAINT "segment_memberships_contactId_fkey" FOREIGN KEY ("contactId")
         REFERENCES public.contacts (id) ON DELETE CASCADE ON UPDATE CASCADE,
