@@ -806,7 +806,5 @@ def audience(world: World, campaign: Campaign) -> set[str]:
     return {
         c.id
         for c in world.contacts
-        if c.project_id == campaign.project_id
-        and (c.subscribed or not consent)
-        and pred(c) is True
+        if c.project_id == campaign.project_id and (c.subscribed or not consent) and pred(c) is True
     }

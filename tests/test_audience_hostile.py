@@ -236,7 +236,9 @@ def test_hostile__huge_numbers_compare_exactly(h, raw, expected):
     ],
 )
 def test_hostile__out_of_range_intervals_are_22023(h, raw):
-    assert "invalid audience filter" in h.rejected('{"logic": "AND", "groups": [{"filters": [' + raw + "]}]}")
+    assert "invalid audience filter" in h.rejected(
+        '{"logic": "AND", "groups": [{"filters": [' + raw + "]}]}"
+    )
 
 
 def test_hostile__deep_nesting_is_refused_quickly(h):

@@ -79,7 +79,9 @@ def date_strings(draw, base: datetime) -> str:
 def json_values(base: datetime):
     """Values of every JSON type, date-like strings and Plunk's odd cases."""
     scalars = st.one_of(
-        st.sampled_from(["pro", "Pro", "free", "", "a'b", "x;--", "ünï", "%", "_", "pr%", "7", "42"]),
+        st.sampled_from(
+            ["pro", "Pro", "free", "", "a'b", "x;--", "ünï", "%", "_", "pr%", "7", "42"]
+        ),
         st.integers(-3, 12),
         st.sampled_from([0.5, 1.0, 10.0, 1e20, -0.0, 12345678901234567890, 1e300]),
         st.booleans(),
@@ -199,15 +201,25 @@ def filters(draw, base: datetime, segment_refs: list[str]) -> dict:
     op = draw(st.sampled_from(FIELD_OPS[kind] if valid else ALL_OPS))
     out: dict[str, Any] = {"field": field, "operator": op}
     if op in NEEDS_UNIT:
-        out["value"] = draw(
-            st.sampled_from(TIME_AMOUNTS[:7] if valid else TIME_AMOUNTS)
-        )
+        out["value"] = draw(st.sampled_from(TIME_AMOUNTS[:7] if valid else TIME_AMOUNTS))
         if valid or draw(st.booleans()):
             out["unit"] = draw(st.sampled_from(UNITS if valid else [*UNITS, "weeks", 1, ""]))
     elif kind == "email" and op != "notExists":
         out["value"] = draw(
             st.sampled_from(
-                [*EMAILS, "éva@example.com", "ADA", "éva", "example", "", "x'", "%", "_", "a%", "x\\"]
+                [
+                    *EMAILS,
+                    "éva@example.com",
+                    "ADA",
+                    "éva",
+                    "example",
+                    "",
+                    "x'",
+                    "%",
+                    "_",
+                    "a%",
+                    "x\\",
+                ]
             )
             if valid
             else json_values(base)
@@ -240,7 +252,9 @@ def conditions(base: datetime, segment_refs: list[str], max_leaves: int = 6):
                     st.builds(lambda fs: {"filters": fs}, leaf),
                     st.builds(lambda fs, c: {"filters": fs, "conditions": c}, leaf, children),
                     st.builds(lambda c: {"filters": [], "conditions": c}, children),
-                    st.sampled_from([{"filters": [], "conditions": None}, {"filters": [], "conditions": False}]),
+                    st.sampled_from(
+                        [{"filters": [], "conditions": None}, {"filters": [], "conditions": False}]
+                    ),
                 ),
                 min_size=1,
                 max_size=3,
