@@ -16,12 +16,19 @@
 -- `data.` test on a contact lacking the path is NULL (neither equals nor
 -- notEquals holds) and stays NULL under NOT, exactly as in Plunk.
 --
--- Event, email-activity and membership tests are [NOT] EXISTS over
--- public.events / public.emails / public.segment_memberships scoped to the
--- contact and the project. Each subquery ends in OFFSET 0, which keeps the
--- planner from pulling it up into the join tree: planning stays linear in the
--- number of filters (pulled-up semi/anti joins made it about cubic), and each
--- test is an indexed probe per contact. Only identifiers from fixed lists (the
+-- Event, email-activity and membership tests are aggregates over the
+-- contact's rows: each filter adds a column like
+-- coalesce(bool_or(e.name = 'signup' AND e."createdAt" >= t), false) to one
+-- per-contact subquery per table (public.events / public.emails scoped to the
+-- contact and the project, public.segment_memberships to the contact), and the
+-- whole condition is evaluated over those one-row subqueries:
+--   EXISTS (SELECT 1 FROM (SELECT <columns> FROM public.emails AS e
+--                          WHERE e."contactId" = c.id AND ...) AS em, ...
+--           WHERE <condition over c and em.fN>)
+-- So a contact costs one indexed scan per table whatever the number of
+-- filters, and planning is linear in the condition (a semi/anti join per
+-- filter planned in about cubic time, and a subplan per filter cost one index
+-- probe per filter and contact). Only identifiers from fixed lists (the
 -- emails activity columns) are placed with %I. The compiler reads
 -- public.segments and takes no locks.
 
@@ -398,77 +405,138 @@ COMMENT ON FUNCTION plunk_sql.condition_activity_column(text) IS
 
 -- plunk_sql.compile_activity_filter(kind, name, filter, project_id): an
 -- `event.<name>` (kind 'event') or `email.<activity>` (kind 'email') filter.
---   event: public.events e WHERE e."contactId" = c.id AND e.name = <name>; time e."createdAt".
---   email: public.emails e WHERE e."contactId" = c.id AND e.<column> IS NOT NULL; time that column.
+--   event: the contact's public.events e with e.name = <name>; time e."createdAt".
+--   email: the contact's public.emails e with e.<column> IS NOT NULL; time that column.
 -- Both also scoped to the project (rows Plunk writes always are; a row filed
 -- under another tenant never counts). "Recent" is time >= now - X (inclusive).
---   triggered          EXISTS row
---   notTriggered       NOT EXISTS row
---   triggeredWithin    EXISTS recent row
---   notTriggeredWithin NOT EXISTS recent row
---   triggeredOlderThan EXISTS row AND NOT EXISTS recent row
+--   triggered          some row             (coalesce(bool_or(row test), false))
+--   notTriggered       no row
+--   triggeredWithin    some recent row
+--   notTriggeredWithin no recent row
+--   triggeredOlderThan some row AND no recent row
 -- Locks: none.
+-- plunk_sql.condition_agg(aggs, kind, test, project_id): the SQL of "some row
+-- of the contact passes test" for kind 'em' (public.emails e), 'ev'
+-- (public.events e) or 'sm' (public.segment_memberships m).
+-- Aggregate mode (aggs does not start with '!exists'): the column reference
+-- ("em.f3") of coalesce(bool_or(test), false), added to aggs unless the same
+-- one is there already; condition_wrap computes it.
+-- EXISTS mode (aggs = {'!exists'}): a plain EXISTS subquery, which the planner
+-- turns into a semi-join (fastest for a handful of such filters).
+CREATE OR REPLACE FUNCTION plunk_sql.condition_agg(
+    INOUT p_aggs text[], p_kind text, p_test text, p_project_id text, OUT p_ref text)
+LANGUAGE plpgsql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_expr text := pg_catalog.format('coalesce(bool_or(%s), false)', p_test);
+    v_i integer;
+BEGIN
+    IF p_aggs[1] = '!exists' THEN
+        p_ref := CASE p_kind
+            WHEN 'em' THEN pg_catalog.format(
+                '(EXISTS (SELECT 1 FROM public.emails AS e WHERE e."contactId" = c.id AND e."projectId" = %L AND %s))',
+                p_project_id, p_test)
+            WHEN 'ev' THEN pg_catalog.format(
+                '(EXISTS (SELECT 1 FROM public.events AS e WHERE e."contactId" = c.id AND e."projectId" = %L AND %s))',
+                p_project_id, p_test)
+            ELSE pg_catalog.format(
+                '(EXISTS (SELECT 1 FROM public.segment_memberships AS m WHERE m."contactId" = c.id AND %s))', p_test) END;
+        RETURN;
+    END IF;
+    v_i := pg_catalog.array_position(p_aggs, p_kind || ':' || v_expr);
+    IF v_i IS NULL THEN
+        p_aggs := p_aggs || (p_kind || ':' || v_expr);
+        v_i := pg_catalog.cardinality(p_aggs);
+    END IF;
+    p_ref := pg_catalog.format('%s.f%s', p_kind, v_i);
+END
+$$;
+
+COMMENT ON FUNCTION plunk_sql.condition_agg(text[], text, text, text) IS
+    'SQL of one event/email/membership test: a per-contact aggregate reference or an EXISTS. Internal.';
+
+-- Most event/email/membership tests a condition compiles to plain EXISTS
+-- subqueries (semi/anti joins); above this the per-contact aggregate form is
+-- used, whose planning and execution stay linear in the number of filters.
+CREATE OR REPLACE FUNCTION plunk_sql.condition_exists_max()
+RETURNS integer
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN 4;
+
+COMMENT ON FUNCTION plunk_sql.condition_exists_max() IS
+    'Distinct activity tests up to which the compiler emits EXISTS semi-joins rather than per-contact aggregates.';
+
 CREATE OR REPLACE FUNCTION plunk_sql.compile_activity_filter(
     p_kind text,
     p_name text,
     p_filter jsonb,
-    p_project_id text
+    p_project_id text,
+    INOUT p_aggs text[],
+    OUT p_sql text
 )
-RETURNS text
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_op text := p_filter ->> 'operator';
-    v_rows text;
-    v_time text;
+    v_kind text;
+    v_any text;       -- the row exists
+    v_recent text;    -- it exists with its time >= now - X
+    v_ref_any text;
+    v_ref_recent text;
     v_column text;
-    v_recent text;
 BEGIN
     IF p_kind = 'event' THEN
-        v_rows := pg_catalog.format(
-            'SELECT 1 FROM public.events AS e WHERE e."contactId" = c.id AND e."projectId" = %L AND e.name = %L',
-            p_project_id, p_name);
-        v_time := 'e."createdAt"';
+        v_kind := 'ev';
+        v_any := pg_catalog.format('e.name = %L', p_name);
+        IF v_op IN ('triggeredWithin', 'notTriggeredWithin', 'triggeredOlderThan') THEN
+            v_recent := pg_catalog.format('e.name = %L AND e."createdAt" >= plunk_sql.js_timestamp(%s)',
+                                          p_name, plunk_sql.condition_cutoff_ms(p_filter, true));
+        END IF;
     ELSE
+        v_kind := 'em';
         v_column := plunk_sql.condition_activity_column(p_name);
         IF v_column IS NULL THEN
             PERFORM plunk_sql.condition_error(
                 p_filter,
                 'unknown email activity (Plunk''s where-builder fails): use opened, clicked, bounced, complained, sent or delivered');
         END IF;
-        v_rows := pg_catalog.format(
-            'SELECT 1 FROM public.emails AS e WHERE e."contactId" = c.id AND e."projectId" = %L AND e.%I IS NOT NULL',
-            p_project_id, v_column);
-        v_time := pg_catalog.format('e.%I', v_column);
-    END IF;
-
-    CASE v_op
-    WHEN 'triggered' THEN
-        RETURN pg_catalog.format('(EXISTS (%s OFFSET 0))', v_rows);
-    WHEN 'notTriggered' THEN
-        RETURN pg_catalog.format('(NOT EXISTS (%s OFFSET 0))', v_rows);
-    WHEN 'triggeredWithin', 'notTriggeredWithin', 'triggeredOlderThan' THEN
-        v_recent := pg_catalog.format('%s AND %s >= plunk_sql.js_timestamp(%s)',
-                                      v_rows, v_time, plunk_sql.condition_cutoff_ms(p_filter, true));
-        IF v_op = 'triggeredWithin' THEN
-            RETURN pg_catalog.format('(EXISTS (%s OFFSET 0))', v_recent);
-        ELSIF v_op = 'notTriggeredWithin' THEN
-            RETURN pg_catalog.format('(NOT EXISTS (%s OFFSET 0))', v_recent);
+        v_any := pg_catalog.format('e.%I IS NOT NULL', v_column);
+        IF v_op IN ('triggeredWithin', 'notTriggeredWithin', 'triggeredOlderThan') THEN
+            v_recent := pg_catalog.format('e.%I >= plunk_sql.js_timestamp(%s)',
+                                          v_column, plunk_sql.condition_cutoff_ms(p_filter, true));
         END IF;
-        RETURN pg_catalog.format('(EXISTS (%s OFFSET 0) AND NOT EXISTS (%s OFFSET 0))', v_rows, v_recent);
-    ELSE
+    END IF;
+    IF v_op NOT IN ('triggered', 'notTriggered', 'triggeredWithin', 'notTriggeredWithin', 'triggeredOlderThan') THEN
         PERFORM plunk_sql.condition_error(
             p_filter, pg_catalog.format('operator %s does not apply to %s fields (Plunk''s where-builder fails)', v_op, p_kind));
-    END CASE;
-    RETURN NULL;  -- unreachable: condition_error raises
+    END IF;
+    IF v_op IN ('triggered', 'notTriggered', 'triggeredOlderThan') THEN
+        SELECT x.p_aggs, x.p_ref INTO p_aggs, v_ref_any
+        FROM plunk_sql.condition_agg(p_aggs, v_kind, v_any, p_project_id) AS x;
+    END IF;
+    IF v_recent IS NOT NULL THEN
+        SELECT x.p_aggs, x.p_ref INTO p_aggs, v_ref_recent
+        FROM plunk_sql.condition_agg(p_aggs, v_kind, v_recent, p_project_id) AS x;
+    END IF;
+    p_sql := CASE v_op
+        WHEN 'triggered' THEN v_ref_any
+        WHEN 'notTriggered' THEN '(NOT ' || v_ref_any || ')'
+        WHEN 'triggeredWithin' THEN v_ref_recent
+        WHEN 'notTriggeredWithin' THEN '(NOT ' || v_ref_recent || ')'
+        ELSE '(' || v_ref_any || ' AND NOT ' || v_ref_recent || ')' END;
 END
 $$;
 
-COMMENT ON FUNCTION plunk_sql.compile_activity_filter(text, text, jsonb, text) IS
-    'Predicate for an event.<name> / email.<activity> filter over contacts AS c (EXISTS over the '
-    'contact''s events/emails of the project); raises 22023 where Plunk fails.';
+COMMENT ON FUNCTION plunk_sql.compile_activity_filter(text, text, jsonb, text, text[]) IS
+    'Predicate for an event.<name> / email.<activity> filter: a per-contact aggregate over the '
+    'contact''s events/emails of the project (see condition_agg); raises 22023 where Plunk fails.';
 
 -- plunk_sql.condition_charge(cost, filters, probes, what): add to the running
 -- cost {filters, probes} of one audience; 22023 naming the limit when over.
@@ -517,6 +585,7 @@ CREATE OR REPLACE FUNCTION plunk_sql.compile_segment_filter(
     p_depth integer,
     p_segments text[],
     INOUT p_cost integer[],
+    INOUT p_aggs text[],
     OUT p_sql text
 )
 LANGUAGE plpgsql
@@ -546,18 +615,17 @@ BEGIN
 
     IF v_segment.type::text = 'STATIC' OR v_segment."trackMembership" THEN
         p_cost := plunk_sql.condition_charge(p_cost, 0, 1, p_filter);
-        v_positive := pg_catalog.format(
-            '(EXISTS (SELECT 1 FROM public.segment_memberships AS m'
-            ' WHERE m."contactId" = c.id AND m."segmentId" = %L AND m."exitedAt" IS NULL OFFSET 0))',
-            v_segment.id);
+        SELECT x.p_aggs, x.p_ref INTO p_aggs, v_positive
+        FROM plunk_sql.condition_agg(p_aggs, 'sm', pg_catalog.format(
+            'm."segmentId" = %L AND m."exitedAt" IS NULL', v_segment.id), p_project_id) AS x;
     ELSE
         IF v_segment.condition IS NULL OR pg_catalog.jsonb_typeof(v_segment.condition) = 'null' THEN
             PERFORM plunk_sql.condition_error(
                 p_filter, pg_catalog.format('dynamic segment %s has no condition', v_segment.id));
         END IF;
-        SELECT x.p_cost, x.p_sql INTO p_cost, v_positive
+        SELECT x.p_cost, x.p_aggs, x.p_sql INTO p_cost, p_aggs, v_positive
         FROM plunk_sql.compile_condition_cost(
-            v_segment.condition, p_project_id, p_depth + 1, p_segments || v_segment.id, p_cost) AS x;
+            v_segment.condition, p_project_id, p_depth + 1, p_segments || v_segment.id, p_cost, p_aggs) AS x;
     END IF;
     IF v_op = 'memberOfSegment' THEN
         p_sql := v_positive;
@@ -567,7 +635,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION plunk_sql.compile_segment_filter(text, jsonb, text, integer, text[], integer[]) IS
+COMMENT ON FUNCTION plunk_sql.compile_segment_filter(text, jsonb, text, integer, text[], integer[], text[]) IS
     'Predicate for a segment.<id> filter over contacts AS c: memberships (STATIC/trackMembership) or '
     'the inlined condition (DYNAMIC); raises 22023 for unknown, foreign or cyclic segments.';
 
@@ -634,6 +702,7 @@ CREATE OR REPLACE FUNCTION plunk_sql.compile_filter(
     p_depth integer,
     p_segments text[],
     INOUT p_cost integer[],
+    INOUT p_aggs text[],
     OUT p_sql text
 )
 LANGUAGE plpgsql
@@ -650,15 +719,17 @@ BEGIN
     v_op := p_filter ->> 'operator';
 
     IF v_field LIKE 'segment.%' THEN
-        SELECT x.p_cost, x.p_sql INTO p_cost, p_sql
+        SELECT x.p_cost, x.p_aggs, x.p_sql INTO p_cost, p_aggs, p_sql
         FROM plunk_sql.compile_segment_filter(
-            pg_catalog.substr(v_field, 9), p_filter, p_project_id, p_depth, p_segments, p_cost) AS x;
+            pg_catalog.substr(v_field, 9), p_filter, p_project_id, p_depth, p_segments, p_cost, p_aggs) AS x;
     ELSIF v_field LIKE 'event.%' THEN
         p_cost := plunk_sql.condition_charge(p_cost, 0, 1, p_filter);
-        p_sql := plunk_sql.compile_activity_filter('event', pg_catalog.substr(v_field, 7), p_filter, p_project_id);
+        SELECT x.p_aggs, x.p_sql INTO p_aggs, p_sql
+        FROM plunk_sql.compile_activity_filter('event', pg_catalog.substr(v_field, 7), p_filter, p_project_id, p_aggs) AS x;
     ELSIF v_field LIKE 'email.%' THEN
         p_cost := plunk_sql.condition_charge(p_cost, 0, 1, p_filter);
-        p_sql := plunk_sql.compile_activity_filter('email', pg_catalog.substr(v_field, 7), p_filter, p_project_id);
+        SELECT x.p_aggs, x.p_sql INTO p_aggs, p_sql
+        FROM plunk_sql.compile_activity_filter('email', pg_catalog.substr(v_field, 7), p_filter, p_project_id, p_aggs) AS x;
     ELSIF v_field LIKE 'data.%' THEN
         p_sql := plunk_sql.compile_data_filter(
             pg_catalog.regexp_split_to_array(pg_catalog.substr(v_field, 6), '\.'), p_filter);
@@ -681,7 +752,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION plunk_sql.compile_filter(jsonb, text, integer, text[], integer[]) IS
+COMMENT ON FUNCTION plunk_sql.compile_filter(jsonb, text, integer, text[], integer[], text[]) IS
     'Predicate text for one Filter over contacts AS c, values quoted with %L; raises 22023 where Plunk refuses or fails.';
 
 -- plunk_sql.compile_condition_cost(condition, project_id, depth, segments,
@@ -696,6 +767,7 @@ CREATE OR REPLACE FUNCTION plunk_sql.compile_condition_cost(
     p_depth integer,
     p_segments text[],
     INOUT p_cost integer[],
+    INOUT p_aggs text[],
     OUT p_sql text
 )
 LANGUAGE plpgsql
@@ -747,8 +819,8 @@ BEGIN
         p_cost := plunk_sql.condition_charge(p_cost, 1, 0, v_group);
         v_parts := '{}';
         FOR v_filter IN SELECT f FROM pg_catalog.jsonb_array_elements(v_group -> 'filters') AS f LOOP
-            SELECT x.p_cost, x.p_sql INTO p_cost, v_part
-            FROM plunk_sql.compile_filter(v_filter, p_project_id, p_depth, p_segments, p_cost) AS x;
+            SELECT x.p_cost, x.p_aggs, x.p_sql INTO p_cost, p_aggs, v_part
+            FROM plunk_sql.compile_filter(v_filter, p_project_id, p_depth, p_segments, p_cost, p_aggs) AS x;
             v_parts := v_parts || v_part;
         END LOOP;
         v_nested := v_group -> 'conditions';
@@ -756,8 +828,8 @@ BEGIN
         IF v_nested IS NOT NULL AND v_nested NOT IN ('null'::jsonb, 'false'::jsonb, '""'::jsonb)
             AND NOT (pg_catalog.jsonb_typeof(v_nested) = 'number' AND (v_nested #>> '{}')::numeric = 0)
         THEN
-            SELECT x.p_cost, x.p_sql INTO p_cost, v_part
-            FROM plunk_sql.compile_condition_cost(v_nested, p_project_id, p_depth + 1, p_segments, p_cost) AS x;
+            SELECT x.p_cost, x.p_aggs, x.p_sql INTO p_cost, p_aggs, v_part
+            FROM plunk_sql.compile_condition_cost(v_nested, p_project_id, p_depth + 1, p_segments, p_cost, p_aggs) AS x;
             v_parts := v_parts || v_part;
         END IF;
         IF pg_catalog.cardinality(v_parts) = 0 THEN
@@ -771,8 +843,49 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION plunk_sql.compile_condition_cost(jsonb, text, integer, text[], integer[]) IS
-    'compile_condition with the running cost {filters, probes}; raises 22023 naming the filter or the limit.';
+COMMENT ON FUNCTION plunk_sql.compile_condition_cost(jsonb, text, integer, text[], integer[], text[]) IS
+    'compile_condition with the running cost {filters, probes} and per-contact aggregates; raises 22023 naming the filter or the limit.';
+
+-- plunk_sql.condition_wrap(sql, aggs, project_id): the condition text over
+-- contacts AS c, its per-contact aggregates (condition_agg) computed in one
+-- subquery per table: EXISTS (SELECT 1 FROM (...) AS em, (...) AS ev, (...) AS sm
+-- WHERE <sql>), which holds exactly when <sql> is true.
+CREATE OR REPLACE FUNCTION plunk_sql.condition_wrap(p_sql text, p_aggs text[], p_project_id text)
+RETURNS text
+LANGUAGE plpgsql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_from text[] := '{}';
+    v_kind text;
+    v_cols text;
+BEGIN
+    IF pg_catalog.cardinality(p_aggs) = 0 OR p_aggs[1] = '!exists' THEN
+        RETURN p_sql;
+    END IF;
+    FOREACH v_kind IN ARRAY ARRAY['em', 'ev', 'sm'] LOOP
+        SELECT pg_catalog.string_agg(pg_catalog.format('%s AS f%s', pg_catalog.substr(a.x, 4), a.n), ', ' ORDER BY a.n)
+        INTO v_cols
+        FROM pg_catalog.unnest(p_aggs) WITH ORDINALITY AS a(x, n)
+        WHERE pg_catalog.left(a.x, 3) = v_kind || ':';
+        CONTINUE WHEN v_cols IS NULL;
+        v_from := v_from || CASE v_kind
+            WHEN 'em' THEN pg_catalog.format(
+                '(SELECT %s FROM public.emails AS e WHERE e."contactId" = c.id AND e."projectId" = %L) AS em',
+                v_cols, p_project_id)
+            WHEN 'ev' THEN pg_catalog.format(
+                '(SELECT %s FROM public.events AS e WHERE e."contactId" = c.id AND e."projectId" = %L) AS ev',
+                v_cols, p_project_id)
+            ELSE pg_catalog.format(
+                '(SELECT %s FROM public.segment_memberships AS m WHERE m."contactId" = c.id) AS sm', v_cols) END;
+    END LOOP;
+    RETURN pg_catalog.format('(EXISTS (SELECT 1 FROM %s WHERE %s))', pg_catalog.array_to_string(v_from, ', '), p_sql);
+END
+$$;
+
+COMMENT ON FUNCTION plunk_sql.condition_wrap(text, text[], text) IS
+    'Wraps a compiled condition and its per-contact aggregates into one predicate over contacts AS c. Internal.';
 
 -- plunk_sql.compile_condition(condition, project_id, depth, segments): the
 -- predicate text over public.contacts AS c for a Plunk condition.
@@ -786,16 +899,38 @@ CREATE OR REPLACE FUNCTION plunk_sql.compile_condition(
     p_segments text[] DEFAULT '{}'
 )
 RETURNS text
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
-RETURN (SELECT x.p_sql FROM plunk_sql.compile_condition_cost(p_condition, p_project_id, p_depth, p_segments, ARRAY[0, 0]) AS x);
+AS $$
+DECLARE
+    v_sql text;
+    v_aggs text[];
+BEGIN
+    SELECT x.p_sql, x.p_aggs INTO v_sql, v_aggs
+    FROM plunk_sql.compile_condition_cost(p_condition, p_project_id, p_depth, p_segments, ARRAY[0, 0], '{}') AS x;
+    IF pg_catalog.cardinality(v_aggs) BETWEEN 1 AND plunk_sql.condition_exists_max() THEN
+        -- A handful of activity tests: plain EXISTS (semi/anti joins) plan fast and run fastest.
+        SELECT x.p_sql INTO v_sql
+        FROM plunk_sql.compile_condition_cost(p_condition, p_project_id, p_depth, p_segments, ARRAY[0, 0],
+                                              ARRAY['!exists']) AS x;
+        RETURN v_sql;
+    END IF;
+    RETURN plunk_sql.condition_wrap(v_sql, v_aggs, p_project_id);
+END
+$$;
 
 COMMENT ON FUNCTION plunk_sql.compile_condition(jsonb, text, integer, text[]) IS
     'Predicate text over public.contacts AS c for a Plunk condition (values only as %L literals); raises 22023 naming the offending filter or limit.';
 
 -- Superseded compiler entry points of earlier releases (other signatures).
 DROP FUNCTION IF EXISTS plunk_sql.compile_filter(jsonb, text, integer, text[]);
+DROP FUNCTION IF EXISTS plunk_sql.compile_filter(jsonb, text, integer, text[], integer[]);
+DROP FUNCTION IF EXISTS plunk_sql.compile_segment_filter(text, jsonb, text, integer, text[], integer[]);
+DROP FUNCTION IF EXISTS plunk_sql.compile_condition_cost(jsonb, text, integer, text[], integer[]);
+DROP FUNCTION IF EXISTS plunk_sql.compile_activity_filter(text, text, jsonb, text);
+DROP FUNCTION IF EXISTS plunk_sql.compile_activity_filter(text, text, jsonb, text[]);
+DROP FUNCTION IF EXISTS plunk_sql.condition_agg(text[], text, text);
 DROP FUNCTION IF EXISTS plunk_sql.compile_segment_filter(text, jsonb, text, integer, text[]);
 DROP FUNCTION IF EXISTS plunk_sql.compile_data_filter(text, jsonb);
 DROP FUNCTION IF EXISTS plunk_sql.condition_interval(jsonb);

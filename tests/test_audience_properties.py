@@ -507,8 +507,15 @@ def with_single_filters(main: ref.Campaign, extra: list[dict]) -> list[ref.Campa
     return [main, *singles]
 
 
-@pytest.fixture
-def world_conn(conn: psycopg.Connection, monkeypatch):
+@pytest.fixture(params=["exists", "aggregates"])
+def world_conn(request, conn: psycopg.Connection, monkeypatch):
+    """Both forms of event/email/membership tests: EXISTS semi-joins (a handful of them) and
+    per-contact aggregates (more than plunk_sql.condition_exists_max())."""
+    if request.param == "aggregates":
+        conn.execute(
+            "CREATE OR REPLACE FUNCTION plunk_sql.condition_exists_max() RETURNS integer"
+            " LANGUAGE sql IMMUTABLE RETURN 0"
+        )
     folded: dict[str, str] = {}
 
     def fold(text: str) -> str:  # the server's lower(), which ILIKE folds with
