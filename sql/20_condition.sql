@@ -51,7 +51,7 @@ LANGUAGE sql
 IMMUTABLE
 PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
-RETURN 500;
+RETURN 200;
 
 COMMENT ON FUNCTION plunk_sql.condition_max_filters() IS
     'Most filters plus groups one audience may hold, inlined segments included; more raises 22023.';

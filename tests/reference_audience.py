@@ -28,7 +28,7 @@ from decimal import Decimal
 from typing import Any
 
 MAX_DEPTH = 8
-MAX_FILTERS = 500
+MAX_FILTERS = 200
 MAX_PROBES = 100
 ACTIVITIES = {
     "opened": "openedAt",
@@ -496,7 +496,7 @@ class Compiler:
         if self.filters > MAX_FILTERS or self.probes > MAX_PROBES:
             raise _err(what, "over the cost limit")
 
-    def cutoff(self, f: dict, for_column: bool) -> int:
+    def cutoff(self, f: dict[str, Any], for_column: bool) -> int:
         unit = f.get("unit")
         if unit not in ("days", "hours", "minutes"):
             raise _err(f, "bad unit")
@@ -538,10 +538,14 @@ class Compiler:
             parts = [self.filter(f, depth, chain) for f in g["filters"]]
             if _truthy(g.get("conditions")):
                 parts.append(self.condition(g["conditions"], depth + 1, chain))
-            compiled.append(lambda c, parts=parts: t_and([p(c) for p in parts]))
+            compiled.append(self.all_of(parts))
         if logic == "AND":
             return lambda c: t_and([p(c) for p in compiled])
         return lambda c: t_or([p(c) for p in compiled])
+
+    @staticmethod
+    def all_of(parts: list[Pred]) -> Pred:
+        return lambda c: t_and([p(c) for p in parts])
 
     def check_filter(self, f: Any) -> None:
         """Plunk's validateFilter."""
@@ -609,7 +613,7 @@ class Compiler:
             return self.time_field(f, op, "created_at" if fld == "createdAt" else "updated_at")
         raise _err(f, "unknown field")
 
-    def email_field(self, f: dict, op: str) -> Pred:
+    def email_field(self, f: dict[str, Any], op: str) -> Pred:
         if op not in ("equals", "notEquals", "contains", "notContains"):
             raise _err(f, "bad operator for email")
         s = js_string(f["value"])
@@ -632,7 +636,7 @@ class Compiler:
         nxt = js_iso(start_ms + 86400000).split("T")[0] + "T00:00:00.000Z"
         return v[:10] + "T00:00:00.000Z", start_ms, nxt
 
-    def date_value(self, f: dict) -> int:
+    def date_value(self, f: dict[str, Any]) -> int:
         try:
             t = js_date(f["value"])
         except Unsupported as e:
@@ -641,7 +645,7 @@ class Compiler:
             raise _err(f, "invalid date")
         return t
 
-    def time_field(self, f: dict, op: str, attr: str) -> Pred:
+    def time_field(self, f: dict[str, Any], op: str, attr: str) -> Pred:
         def ms(c: Contact) -> int:
             return datetime_ms(getattr(c, attr))
 
@@ -666,7 +670,7 @@ class Compiler:
             return lambda c: ms(c) < cut
         raise _err(f, "bad operator for a time field")
 
-    def data_field(self, f: dict, op: str, path: list[str]) -> Pred:
+    def data_field(self, f: dict[str, Any], op: str, path: list[str]) -> Pred:
         def get(c: Contact) -> Any:
             return _MISSING if c.data is None else pg_path(c.data, path)
 
@@ -741,7 +745,9 @@ class Compiler:
             return when
         raise _err(f, "bad operator for a data field")
 
-    def activity(self, f: dict, op: str, times: Callable[[Contact], list[datetime]]) -> Pred:
+    def activity(
+        self, f: dict[str, Any], op: str, times: Callable[[Contact], list[datetime]]
+    ) -> Pred:
         if op == "triggered":
             return lambda c: bool(times(c))
         if op == "notTriggered":
@@ -759,7 +765,9 @@ class Compiler:
             return lambda c: bool(times(c)) and not recent(c)
         raise _err(f, "bad operator for an event/email field")
 
-    def segment_field(self, f: dict, op: str, sid: str, depth: int, chain: tuple[str, ...]) -> Pred:
+    def segment_field(
+        self, f: dict[str, Any], op: str, sid: str, depth: int, chain: tuple[str, ...]
+    ) -> Pred:
         if sid in chain:
             raise _err(f, "cycle")
         seg = self.w.segment(sid)
