@@ -8,7 +8,10 @@
 --                        affected = snapshot size.
 --   'start_failed'       such a start raised (e.g. 22023 invalid audience):
 --                        the campaign stays SCHEDULED, the error is logged as a
---                        WARNING and retried next sweep; affected = 0.
+--                        WARNING and kept in plunk_sql.start_attempts; it is
+--                        retried with a backoff, after the due campaigns that
+--                        never failed; affected = 0. Starts stop for this pass
+--                        once sweep_start_budget() has passed.
 --   'lease_expired'      claimed recipients whose lease passed (no email was
 --                        made) go back to pending; affected = recipients.
 --   'email_abandoned'    emails of toolkit campaigns still PENDING/SENDING
@@ -22,9 +25,10 @@
 --                        apply_settlement (the trigger's backstop, with its
 --                        NOTIFY); affected = the campaign's recipients.
 -- Each action handles at most sweep_batch_size rows per call; the rest is
--- left for the next call. Every scan starts from a partial index or Plunk's
--- (status, "scheduledFor") index on what is due, so a sweep that finds
--- nothing costs a few index probes whatever the table sizes.
+-- left for the next call. Every scan starts from a partial index or a small
+-- toolkit table (the campaigns scans use Plunk's own indexes: ("scheduledFor"),
+-- ("projectId", status); there is no (status, "scheduledFor") index in Plunk),
+-- so a sweep that finds nothing stays cheap whatever the recipients count.
 -- Paused campaigns: leases still expire (a lease belongs to a worker, and the
 -- recipient just waits pending for the resume), but their emails are not
 -- abandoned and they are not finalized: the sweep leaves them alone.
@@ -59,32 +63,10 @@ BEGIN
 
     -- 1. Due schedules first: a big snapshot can take a while, and only the
     -- SCHEDULED campaigns' rows are held meanwhile (no worker can touch them).
-    -- Each start runs in its own subtransaction so one bad audience cannot
-    -- block the others (or the rest of the sweep).
-    FOR v_row IN
-        SELECT c.id
-        FROM public.campaigns AS c
-        WHERE c.status = 'SCHEDULED'
-          AND c."scheduledFor" <= v_now
-        ORDER BY c."scheduledFor", c.id
-        LIMIT v_batch
-        FOR UPDATE SKIP LOCKED
-    LOOP
-        BEGIN
-            v_count := plunk_sql.start_campaign(v_row.id);
-            action := 'scheduled_started';
-            affected := v_count;
-        EXCEPTION WHEN OTHERS THEN
-            RAISE WARNING USING
-                MESSAGE = pg_catalog.format('plunk_sql.sweep: scheduled campaign %s could not start: %s (SQLSTATE %s)',
-                                            v_row.id, SQLERRM, SQLSTATE);
-            action := 'start_failed';
-            affected := 0;
-        END;
-        campaign_id := v_row.id;
-        v_total := v_total + 1;
-        RETURN NEXT;
-    END LOOP;
+    -- Fair and bounded: sql/72_scheduled_starts.sql.
+    RETURN QUERY SELECT * FROM plunk_sql.sweep_scheduled_starts(v_now, v_batch);
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    v_total := v_total + v_count;
 
     -- 2. Expired leases: the lease index holds only claimed rows.
     FOR v_row IN
@@ -160,8 +142,8 @@ BEGIN
     END LOOP;
 
     -- 4. Finalize backstop: SENDING toolkit campaigns with complete counters
-    -- and no open recipient. The enum literal (SENDING exists in every Plunk
-    -- version) lets Plunk's (status, "scheduledFor") index find them.
+    -- and no open recipient. The enum literal: SENDING exists in every Plunk
+    -- version.
     FOR v_row IN
         SELECT run.campaign_id, run.total
         FROM public.campaigns AS c

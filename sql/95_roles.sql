@@ -158,6 +158,7 @@ DECLARE
     v_definer text[] := ARRAY[
         'plunk_sql.start_campaign(text)',
         'plunk_sql.preview_audience(text)',
+        'plunk_sql.audience_warnings(jsonb, text)',
         'plunk_sql.claim_batch(text, integer, interval)',
         'plunk_sql.release_claims(text, text[], text[])',
         'plunk_sql.campaign_message(text)',
@@ -183,6 +184,7 @@ DECLARE
         'plunk_sql.start_campaign(text)',
         'plunk_sql.campaign_progress_of(text)',
         'plunk_sql.preview_audience(text)',
+        'plunk_sql.audience_warnings(jsonb, text)',
         'plunk_sql.sweep()',
         'plunk_sql.pause_campaign(text)',
         'plunk_sql.resume_campaign(text)',

@@ -81,6 +81,8 @@ CREATE TABLE IF NOT EXISTS public.segment_memberships (
     "segmentId" text NOT NULL,
     "enteredAt" timestamp(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
     "exitedAt" timestamp(3),
+    "createdAt" timestamp(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "updatedAt" timestamp(3) NOT NULL,
     CONSTRAINT segment_memberships_pkey PRIMARY KEY ("contactId", "segmentId"),
     CONSTRAINT "segment_memberships_contactId_fkey" FOREIGN KEY ("contactId")
         REFERENCES public.contacts (id) ON DELETE CASCADE ON UPDATE CASCADE,
@@ -124,7 +126,9 @@ CREATE TABLE IF NOT EXISTS public.campaigns (
         REFERENCES public.segments (id) ON DELETE SET NULL ON UPDATE CASCADE
 );
 CREATE INDEX IF NOT EXISTS "campaigns_projectId_idx" ON public.campaigns ("projectId");
-CREATE INDEX IF NOT EXISTS "campaigns_status_scheduledFor_idx" ON public.campaigns (status, "scheduledFor");
+-- Plunk v2's own campaigns indexes (no (status, "scheduledFor") index).
+CREATE INDEX IF NOT EXISTS "campaigns_scheduledFor_idx" ON public.campaigns ("scheduledFor");
+CREATE INDEX IF NOT EXISTS "campaigns_projectId_status_idx" ON public.campaigns ("projectId", status);
 
 CREATE TABLE IF NOT EXISTS public.emails (
     id text NOT NULL,

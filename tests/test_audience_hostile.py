@@ -10,11 +10,13 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from tests import reference_audience as ref
 from tests.factories import Plunk
 
 INJECTIONS = [
@@ -107,6 +109,11 @@ def one(field: str, operator: str, **kw) -> dict:
     return {"logic": "AND", "groups": [{"filters": [{"field": field, "operator": operator, **kw}]}]}
 
 
+def like_hits(pattern: str, rows: dict[str, str]) -> set[str]:
+    """Names whose text matches a LIKE pattern (Plunk leaves %, _ and backslash unescaped)."""
+    return {name for name, text in rows.items() if ref.like(ref.FOLD(text), ref.FOLD(pattern))}
+
+
 @pytest.mark.parametrize("text", INJECTIONS)
 def test_hostile__values_are_matched_literally(h, text):
     h.contact("hit", data={"k": text}, email=f"{text}@example.com")
@@ -114,14 +121,23 @@ def test_hostile__values_are_matched_literally(h, text):
     h.contact("miss", data={"k": "plain"}, email="miss@example.com")
     assert h.of(one("data.k", "equals", value=text)) == {"hit"}
     assert h.of(one("data.k", "notEquals", value=text)) == {"near", "miss"}
-    assert h.of(one("data.k", "contains", value=text)) == {"hit", "near"}
-    assert h.of(one("email", "equals", value=f"{text}@EXAMPLE.COM")) == {"hit"}
-    assert h.of(one("email", "contains", value=text)) == {"hit"}
+    data = {"hit": text, "near": text + "!", "miss": "plain"}
+    emails = {"hit": f"{text}@example.com", "near": "near@example.com", "miss": "miss@example.com"}
+    # contains and the email field are LIKE patterns in Plunk: the text is data, never SQL.
+    assert h.of(one("data.k", "contains", value=text)) == like_hits(f"%{text}%", data)
+    assert h.of(one("email", "contains", value=text)) == like_hits(f"%{text}%", emails)
+    want = like_hits(f"{text}@EXAMPLE.COM", emails)
+    assert h.of(one("email", "equals", value=f"{text}@EXAMPLE.COM")) == want
+
+
+def nest(path: list[str], leaf: Any) -> Any:
+    return leaf if not path else {path[0]: nest(path[1:], leaf)}
 
 
 @pytest.mark.parametrize("key", [*INJECTIONS, "a.b", " ", "data.x", "0", "{a,b}"])
 def test_hostile__data_keys_are_matched_literally(h, key):
-    h.contact("hit", data={key: 1, "other": 2})
+    """Keys are data (a dot nests, as in Plunk: data.a.b is data -> a -> b)."""
+    h.contact("hit", data={**nest(key.split("."), 1), "other": 2})
     h.contact("miss", data={"other": 1})
     assert h.of(one(f"data.{key}", "equals", value=1)) == {"hit"}
     assert h.of(one(f"data.{key}", "exists")) == {"hit"}
@@ -151,26 +167,17 @@ def test_hostile__segment_ids_are_matched_literally_or_unknown(h, sid):
 @pytest.mark.parametrize(
     "condition",
     [
-        # type confusion
-        one("email", "equals", value=["a"]),
-        one("email", "equals", value={"a": 1}),
-        one("subscribed", "equals", value="false"),
-        one("subscribed", "equals", value=0),
-        one("data.n", "greaterThan", value="10"),
+        # type confusion Plunk refuses too (values it reads the JavaScript way are accepted:
+        # tests/test_audience_grammar.py)
         one("data.n", "greaterThan", value=True),
         one("data.n", "greaterThan", value=None),
-        one("data.n", "contains", value=1),
-        one("createdAt", "greaterThan", value=1700000000000),
         one("createdAt", "equals", value="now"),
         one("createdAt", "equals", value="epoch"),
         one("createdAt", "equals", value="2024-01-01'; --"),
-        one("createdAt", "within", value="7", unit="days"),
         one("createdAt", "within", value=7, unit="DAYS"),
         one("createdAt", "within", value=7, unit="days'; --"),
         one("createdAt", "within", value=7, unit=["days"]),
-        one("event.x", "triggeredWithin", value=True, unit="days"),
         one("event.x", "triggeredWithin", value=7, unit="fortnights"),
-        one("email.opened", "triggeredOlderThan", value=[7], unit="days"),
         {"logic": ["AND"], "groups": [{"filters": [{"field": "email", "operator": "contains"}]}]},
         {"logic": True, "groups": []},
         {"logic": "AND", "groups": "[]"},
@@ -204,9 +211,6 @@ def test_hostile__malformed_is_22023(h, condition):
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        ('{"field": "data.n", "operator": "greaterThan", "value": 1e400}', set()),
-        ('{"field": "data.n", "operator": "lessThan", "value": 1e400}', {"small", "huge"}),
-        ('{"field": "data.n", "operator": "greaterThan", "value": -1e400}', {"small", "huge"}),
         ('{"field": "data.n", "operator": "equals", "value": 1e300}', {"huge"}),
         ('{"field": "data.n", "operator": "equals", "value": 1.0e300}', {"huge"}),
         ('{"field": "data.n", "operator": "greaterThan", "value": 1e-400}', {"small", "huge"}),
@@ -223,14 +227,18 @@ def test_hostile__huge_numbers_compare_exactly(h, raw, expected):
     "raw",
     [
         '{"field": "createdAt", "operator": "within", "value": 1e400, "unit": "days"}',
-        '{"field": "createdAt", "operator": "within", "value": 36501, "unit": "days"}',
+        '{"field": "createdAt", "operator": "within", "value": 1e16, "unit": "days"}',
+        '{"field": "data.n", "operator": "greaterThan", "value": 1e400}',
+        '{"field": "data.n", "operator": "lessThan", "value": -1e400}',
         '{"field": "event.x", "operator": "triggeredWithin", "value": 99999999999, "unit": "minutes"}',
-        '{"field": "email.opened", "operator": "notTriggeredWithin", "value": -1, "unit": "hours"}',
-        '{"field": "data.d", "operator": "olderThan", "value": -1e-400, "unit": "days"}',
+        '{"field": "email.opened", "operator": "notTriggeredWithin", "value": "x", "unit": "hours"}',
+        '{"field": "data.d", "operator": "olderThan", "value": -1e17, "unit": "days"}',
     ],
 )
 def test_hostile__out_of_range_intervals_are_22023(h, raw):
-    assert "between 0 and" in h.rejected('{"logic": "AND", "groups": [{"filters": [' + raw + "]}]}")
+    assert "invalid audience filter" in h.rejected(
+        '{"logic": "AND", "groups": [{"filters": [' + raw + "]}]}"
+    )
 
 
 def test_hostile__deep_nesting_is_refused_quickly(h):
@@ -239,7 +247,7 @@ def test_hostile__deep_nesting_is_refused_quickly(h):
     for _ in range(300):
         c = {"logic": "OR", "groups": [{"filters": [], "conditions": c}]}
     started = time.monotonic()
-    assert "nest deeper" in h.rejected(c)
+    assert "nests deeper" in h.rejected(c)
     assert time.monotonic() - started < 30  # a guard against runaway recursion, not a benchmark
 
 
@@ -257,13 +265,13 @@ def test_hostile__segment_fan_out_cannot_explode(h):
             condition={"logic": "OR", "groups": [{"filters": [ref] * 12}]},
         )
     started = time.monotonic()
-    assert "too large" in h.rejected(one(f"segment.{ids[0]}", "memberOfSegment"))
+    assert "cost limit" in h.rejected(one(f"segment.{ids[0]}", "memberOfSegment"))
     assert time.monotonic() - started < 60  # a guard against runaway work, not a benchmark
 
 
 def test_hostile__too_many_filters_is_22023(h):
     filters = [{"field": "data.k", "operator": "equals", "value": "x" * 100}] * 5000
-    assert "too large" in h.rejected({"logic": "OR", "groups": [{"filters": filters}]})
+    assert "cost limit" in h.rejected({"logic": "OR", "groups": [{"filters": filters}]})
 
 
 # --- tenants -----------------------------------------------------------------------------------
@@ -322,7 +330,7 @@ def test_hostile__compiler_output_quotes_every_input(h):
         "SELECT plunk_sql.compile_condition(%s, %s)",
         (Jsonb(one("data.k", "contains", value=text)), h.project),
     ).fetchone()[0]
-    assert "'''; DROP TABLE public.canary; --'" in pred
+    assert "'%''; DROP TABLE public.canary; --%'" in pred
     assert h.plunk.conn.execute(
         f"SELECT count(*) FROM public.contacts AS c WHERE {pred}"
     ).fetchone() == (0,)

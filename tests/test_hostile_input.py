@@ -374,19 +374,15 @@ BAD_CONDITIONS: list[tuple[str, Any]] = [
     ("injection_in_field", f(f"data.{INJECTION}", "like", value="a")),
     ("injection_in_operator", f("email", INJECTION, value="a")),
     ("injection_in_unit", f("createdAt", "within", value=1, unit=INJECTION)),
-    ("data_no_key", f("data.", "equals", value="a")),
     ("data_equals_no_value", f("data.plan", "equals")),
-    ("data_number_compare_string", f("data.age", "greaterThan", value="10; DROP")),
-    ("data_contains_number", f("data.plan", "contains", value=5)),
-    ("email_value_number", f("email", "equals", value=5)),
-    ("subscribed_value_string", f("subscribed", "equals", value="true")),
+    # data. with no key, a string bound, non-string values for email/contains, "true" for
+    # subscribed, negative or string time amounts: Plunk accepts them (issue 12), see
+    # tests/test_audience_grammar.py for what they select.
     ("subscribed_contains", f("subscribed", "contains", value=True)),
     ("created_bad_date", f("createdAt", "greaterThan", value="2024-13-45")),
     ("created_word_date", f("createdAt", "equals", value="now")),
-    ("within_negative", f("createdAt", "within", value=-1, unit="days")),
     ("within_huge", f("createdAt", "within", value=1e300, unit="days")),
     ("within_bad_unit", f("createdAt", "within", value=1, unit="weeks")),
-    ("within_string_value", f("createdAt", "within", value="1", unit="days")),
     ("data_within_no_unit", f("data.seen", "within", value=3)),
     ("nested_too_deep", nested(40)),
     ("nested_condition_bad", {"logic": "AND", "groups": [{"filters": [], "conditions": {"x": 1}}]}),

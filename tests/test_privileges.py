@@ -15,6 +15,7 @@ from tests.factories import Plunk, new_id
 OPERATOR_ONLY = [
     "plunk_sql.start_campaign(text)",
     "plunk_sql.preview_audience(text)",
+    "plunk_sql.audience_warnings(jsonb, text)",
     "plunk_sql.sweep()",
     "plunk_sql.pause_campaign(text)",
     "plunk_sql.resume_campaign(text)",
