@@ -24,8 +24,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from bench.snapshot_grammar import load
-from plunk_sql.cluster import start_cluster
 from plunk_sql.migrate import migrate
+from plunk_sql.testing.cluster import start_cluster
 
 
 def activity(i: int) -> dict[str, Any]:

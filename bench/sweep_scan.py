@@ -20,8 +20,8 @@ import time
 
 import psycopg
 
-from plunk_sql.cluster import start_cluster
 from plunk_sql.migrate import migrate
+from plunk_sql.testing.cluster import start_cluster
 
 SCAN = (
     "SELECT c.id FROM public.campaigns AS c"
