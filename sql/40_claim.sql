@@ -4,8 +4,11 @@
 -- pending recipients of a sending campaign, claimed under a lease.
 --
 -- Each picked recipient is re-checked against the contact as it is now: a
--- contact deleted since the snapshot, or unsubscribed (unless the campaign is
--- TRANSACTIONAL), is settled as skipped with its reason and not returned. The
+-- contact deleted since the snapshot, unsubscribed (unless the campaign is
+-- TRANSACTIONAL), or whose address an enabled rule of the project in Plunk's
+-- public.recipient_suppression_rules matches (where that table exists; reason
+-- 'suppressed by rule <name> (<kind>, <id>)') is settled as skipped with its
+-- reason and not returned. The
 -- claim is a committed row once the caller commits: a crash loses nothing, and
 -- only an expired lease (the sweep) makes a claimed recipient pending again.
 -- Returns nothing for a campaign that is not SENDING, not started by the
@@ -72,19 +75,34 @@ BEGIN
         LIMIT p_batch_size
         FOR UPDATE SKIP LOCKED
     ),
-    checked AS (
-        SELECT p.row_id,
-               p.contact_id,
-               k.email,
-               k.data,
-               CASE
-                   WHEN k.id IS NULL THEN 'contact deleted'
-                   WHEN NOT v_run.transactional AND NOT k.subscribed THEN 'unsubscribed'
-               END AS skip_reason
+    joined AS MATERIALIZED (
+        SELECT p.row_id, p.contact_id, k.id AS found_id, k.email, k.data, k.subscribed
         FROM picked AS p
         LEFT JOIN public.contacts AS k
                ON k.id = p.contact_id
               AND k."projectId" = v_run.project_id
+    ),
+    -- Plunk's suppression rules, where its version has them (one call per
+    -- batch; nothing when public.recipient_suppression_rules does not exist).
+    suppressed AS (
+        SELECT s.address, s.rule_id, s.rule_name, s.rule_kind
+        FROM plunk_sql.suppression_rules_matching(
+                 v_run.project_id,
+                 ARRAY(SELECT j.email FROM joined AS j WHERE j.found_id IS NOT NULL)) AS s
+    ),
+    checked AS (
+        SELECT j.row_id,
+               j.contact_id,
+               j.email,
+               j.data,
+               CASE
+                   WHEN j.found_id IS NULL THEN 'contact deleted'
+                   WHEN NOT v_run.transactional AND NOT j.subscribed THEN 'unsubscribed'
+                   WHEN s.rule_id IS NOT NULL
+                       THEN pg_catalog.format('suppressed by rule %s (%s, %s)', s.rule_name, s.rule_kind, s.rule_id)
+               END AS skip_reason
+        FROM joined AS j
+        LEFT JOIN suppressed AS s ON s.address = j.email
     ),
     claimed AS (
         UPDATE plunk_sql.recipients AS r
@@ -121,5 +139,5 @@ $$;
 
 COMMENT ON FUNCTION plunk_sql.claim_batch(text, integer, interval) IS
     'Claim up to batch_size pending recipients of a SENDING campaign under a lease (FOR UPDATE SKIP LOCKED); '
-    'unsubscribed/deleted contacts are settled as skipped, not returned. '
+    'unsubscribed/deleted/suppressed contacts are settled as skipped, not returned. '
     'Errors: 22004 null argument, P0002 unknown campaign, 22023 batch_size/lease out of range.';
