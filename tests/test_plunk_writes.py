@@ -339,7 +339,7 @@ def test_plunk_cancel__sweep_finishes_what_the_trigger_left(conn, plunk):
 def test_toolkit_cancel__draft_retires_run_late_insert_refused_restart_judged_on_new_run(
     conn, plunk
 ):
-    project, campaign, contacts = sending(plunk, 3)
+    project, campaign, _ = sending(plunk, 3)
     held = plunk.claim(campaign, batch_size=1)[0][0]  # a slow worker's live claim
     assert (
         conn.execute("SELECT plunk_sql.cancel_campaign(%s)", (campaign,)).fetchone()[0] == "DRAFT"
@@ -415,7 +415,7 @@ def test_one_email__unclaimed_insert_racing_a_live_claim(db_url, plunk, claim_fi
                 try:
                     plunk_insert_email(b, campaign, project, contact)
                     done.append(None)
-                except BaseException as exc:  # noqa: BLE001 - reported below
+                except BaseException as exc:  # reported below
                     done.append(exc)
 
             t = threading.Thread(target=insert)
