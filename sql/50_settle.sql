@@ -438,7 +438,7 @@ COMMENT ON FUNCTION plunk_sql.emails_after_insert() IS
 --   55000 the email belongs (or would belong) to a toolkit campaign.
 -- Locks: none beyond the row being updated. Entered only when one of the two
 -- columns changes (WHEN clause): Plunk's status writes never reach it.
-CREATE OR REPLACE FUNCTION plunk_sql.emails_before_move()
+CREATE OR REPLACE FUNCTION plunk_sql.emails_refuse_move()
 RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -447,7 +447,7 @@ AS $$
 BEGIN
     IF NEW."campaignId" IS NULL
        AND NOT EXISTS (SELECT 1 FROM public.campaigns AS c WHERE c.id = OLD."campaignId") THEN
-        RETURN NEW;  -- the campaign is being deleted (ON DELETE SET NULL)
+        RETURN NULL;  -- the campaign is being deleted (ON DELETE SET NULL)
     END IF;
     IF EXISTS (SELECT 1 FROM plunk_sql.campaign_runs AS r
                WHERE r.campaign_id IN (OLD."campaignId", NEW."campaignId")
@@ -462,19 +462,25 @@ BEGIN
             DETAIL = 'Its recipient is linked by (campaign, contact); one email per recipient.',
             HINT = 'Delete the email (its recipient settles skipped) instead of moving it.';
     END IF;
-    RETURN NEW;
+    RETURN NULL;
 END
 $$;
 
-COMMENT ON FUNCTION plunk_sql.emails_before_move() IS
+COMMENT ON FUNCTION plunk_sql.emails_refuse_move() IS
     'Row trigger on public.emails: refuses UPDATE of "campaignId"/"contactId" of a toolkit campaign''s email '
     '(55000).';
 
-CREATE OR REPLACE TRIGGER plunk_sql_emails_before_move
-    BEFORE UPDATE OF "campaignId", "contactId" ON public.emails
+-- AFTER, not BEFORE: any BEFORE ROW UPDATE trigger makes PostgreSQL fetch and
+-- lock the old row of every UPDATE of emails before it even looks at the
+-- trigger's columns (measured: about +100 us per settling UPDATE). An AFTER
+-- row trigger whose columns are not updated is never queued, and its raise
+-- still undoes the whole statement.
+DROP TRIGGER IF EXISTS plunk_sql_emails_before_move ON public.emails;
+CREATE OR REPLACE TRIGGER plunk_sql_emails_refuse_move
+    AFTER UPDATE OF "campaignId", "contactId" ON public.emails
     FOR EACH ROW
     WHEN (OLD."campaignId" IS DISTINCT FROM NEW."campaignId" OR OLD."contactId" IS DISTINCT FROM NEW."contactId")
-    EXECUTE FUNCTION plunk_sql.emails_before_move();
+    EXECUTE FUNCTION plunk_sql.emails_refuse_move();
 
 -- Trigger: an email's first final status settles its recipient: one index
 -- probe per email, and one counter update per campaign per statement, however
@@ -638,3 +644,4 @@ CREATE OR REPLACE TRIGGER plunk_sql_emails_after_delete
 -- keep their tallies in variables. Dropped after the triggers stop calling them.
 DROP FUNCTION IF EXISTS plunk_sql.apply_outcomes(jsonb);
 DROP FUNCTION IF EXISTS plunk_sql.count_outcome(jsonb, text, plunk_sql.recipient_state);
+DROP FUNCTION IF EXISTS plunk_sql.emails_before_move();

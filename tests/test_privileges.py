@@ -333,7 +333,7 @@ def test_privileges__security_definer_only_for_entry_points_and_triggers(conn):
         "plunk_sql.emails_after_delete()",
         "plunk_sql._campaign_runs_after_delete()",
         # Issue 13: triggers on Plunk's tables, run by Plunk's own role.
-        "plunk_sql.emails_before_move()",
+        "plunk_sql.emails_refuse_move()",
         "plunk_sql._campaigns_status_changed()",
         "plunk_sql._campaigns_keep_counters()",
     }
