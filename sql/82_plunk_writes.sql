@@ -256,9 +256,9 @@ COMMENT ON FUNCTION plunk_sql._retire_run(text, text) IS
 
 -- Trigger: a toolkit campaign's status changed by anyone (Plunk's cancel,
 -- its DRAFT reset, the toolkit's own start and cancel). Entered only when the
--- status really changes to SENDING, CANCELLED, DRAFT or SCHEDULED (WHEN
--- clause): the toolkit's counter updates and every other campaigns UPDATE
--- never reach PL/pgSQL.
+-- status really changes from DRAFT/SCHEDULED to SENDING (a start), or to
+-- CANCELLED, DRAFT or SCHEDULED (WHEN clause): the toolkit's counter updates
+-- and every other campaigns UPDATE never reach PL/pgSQL.
 --   -> SENDING: emails made before the start are linked (_adopt_existing_emails).
 --   -> CANCELLED / DRAFT / SCHEDULED: pending and claimed recipients settle
 --      skipped (cancelled); -> DRAFT / SCHEDULED also retires the run (Plunk
@@ -314,7 +314,8 @@ CREATE OR REPLACE TRIGGER plunk_sql_campaigns_status_changed
     AFTER UPDATE OF status ON public.campaigns
     FOR EACH ROW
     WHEN (OLD.status IS DISTINCT FROM NEW.status
-          AND NEW.status::text IN ('SENDING', 'CANCELLED', 'DRAFT', 'SCHEDULED'))
+          AND ((NEW.status::text = 'SENDING' AND OLD.status::text IN ('DRAFT', 'SCHEDULED'))
+               OR NEW.status::text IN ('CANCELLED', 'DRAFT', 'SCHEDULED')))
     EXECUTE FUNCTION plunk_sql._campaigns_status_changed();
 
 -- Trigger: Plunk v2's completion writes on a toolkit campaign. Plunk rewrites
@@ -322,18 +323,21 @@ CREATE OR REPLACE TRIGGER plunk_sql_campaigns_status_changed
 -- "sentCount" as its count of emails with "sentAt" (FAILED-but-stamped ones
 -- included), and finalizeIfDone sets SENT once its own count reaches
 -- "totalRecipients". Beside a toolkit run the toolkit's figures win, silently
--- (refusing would make Plunk's job fail and retry for ever):
---   "totalRecipients" := the snapshot size; "sentCount" := recipients settled
---   sent (the recount); status SENT is kept SENDING while a recipient is open.
+-- (refusing would make Plunk's job fail and retry for ever): the same
+-- statement ends with "totalRecipients" = the snapshot size, "sentCount" =
+-- recipients settled sent (the recount), and status SENT put back to SENDING
+-- while a recipient is open.
+-- An AFTER row trigger that corrects the row with one more UPDATE (at
+-- trigger depth 1, so it never re-enters itself), not a BEFORE trigger: any
+-- BEFORE row trigger on campaigns would make PostgreSQL lock the old row of
+-- every campaigns UPDATE, the toolkit's per-email counter update included.
 -- Entered only when one of those columns changes, by a statement a client
 -- sent (WHEN clause, pg_trigger_depth() = 0): the toolkit's per-email
--- settling runs inside the emails triggers and writes the recount itself, so
--- the hot path never enters this function (measured: about +90 us per
--- settling UPDATE when it did). Not for DRAFT/SCHEDULED rows (a cancel resets
--- the counters) nor guard runs. The toolkit's own top-level writes (start,
--- the sweep) carry these values already; for them it rewrites what is there.
+-- settling runs inside the emails triggers and writes the recount itself.
+-- Not for DRAFT/SCHEDULED rows (a cancel resets the counters) nor guard runs.
+-- Plunk's UPDATE ... RETURNING still shows the values it wrote.
 --   No errors.
--- Locks: none (reads the campaign_runs row).
+-- Locks: none beyond the campaigns row the statement already holds.
 CREATE OR REPLACE FUNCTION plunk_sql._campaigns_keep_counters()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -344,19 +348,25 @@ DECLARE
     v_run plunk_sql.campaign_runs;
 BEGIN
     IF NEW.status::text IN ('DRAFT', 'SCHEDULED') THEN
-        RETURN NEW;
+        RETURN NULL;
     END IF;
     SELECT * INTO v_run FROM plunk_sql.campaign_runs AS r WHERE r.campaign_id = NEW.id;
     IF NOT FOUND OR v_run.kind <> 'toolkit' THEN
-        RETURN NEW;
+        RETURN NULL;
     END IF;
-    NEW."totalRecipients" := v_run.total;
-    NEW."sentCount" := v_run.sent;
-    IF NEW.status::text = 'SENT' AND OLD.status::text <> 'SENT'
-       AND v_run.sent + v_run.failed + v_run.skipped < v_run.total THEN
-        NEW.status := OLD.status;
-    END IF;
-    RETURN NEW;
+    UPDATE public.campaigns AS c
+    SET "totalRecipients" = v_run.total,
+        "sentCount" = v_run.sent,
+        status = CASE
+            WHEN c.status::text = 'SENT' AND v_run.sent + v_run.failed + v_run.skipped < v_run.total
+                THEN OLD.status
+            ELSE c.status
+        END
+    WHERE c.id = NEW.id
+      AND (c."totalRecipients" IS DISTINCT FROM v_run.total
+           OR c."sentCount" IS DISTINCT FROM v_run.sent
+           OR (c.status::text = 'SENT' AND v_run.sent + v_run.failed + v_run.skipped < v_run.total));
+    RETURN NULL;
 END
 $$;
 
@@ -364,8 +374,9 @@ COMMENT ON FUNCTION plunk_sql._campaigns_keep_counters() IS
     'Row trigger on public.campaigns: for toolkit runs, "totalRecipients" = snapshot size, "sentCount" = '
     'recount, and no SENT while a recipient is open (Plunk v2''s completion writes).';
 
-CREATE OR REPLACE TRIGGER plunk_sql_campaigns_keep_counters
-    BEFORE UPDATE OF "totalRecipients", "sentCount", status ON public.campaigns
+DROP TRIGGER IF EXISTS plunk_sql_campaigns_keep_counters ON public.campaigns;
+CREATE TRIGGER plunk_sql_campaigns_keep_counters
+    AFTER UPDATE OF "totalRecipients", "sentCount", status ON public.campaigns
     FOR EACH ROW
     WHEN (pg_catalog.pg_trigger_depth() = 0
           AND (NEW."totalRecipients" IS DISTINCT FROM OLD."totalRecipients"
