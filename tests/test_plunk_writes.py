@@ -11,11 +11,21 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from typing import Any
 
 import psycopg
 import pytest
 
+from tests.factories import Plunk
 from tests.helpers import check_invariants, raises_sqlstate
+
+
+def one(conn: psycopg.Connection, sql: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...]:
+    """The single row a query returns."""
+    row = conn.execute(sql, params).fetchone()
+    assert row is not None
+    return row
+
 
 # --- Plunk's statements ---------------------------------------------------------------------
 
@@ -99,10 +109,11 @@ def plunk_fail_for_stopped_campaign(conn: psycopg.Connection, email: str) -> int
 
 def plunk_reconcile_total(conn: psycopg.Connection, campaign: str) -> int:
     """v2's last batch: totalRecipients := the emails the campaign has."""
-    n = conn.execute(
+    n: int = one(
+        conn,
         'SELECT COUNT(*) FROM "public"."emails" WHERE "public"."emails"."campaignId" = %s',
         (campaign,),
-    ).fetchone()[0]
+    )[0]
     conn.execute(
         'UPDATE "public"."campaigns" SET "totalRecipients" = %s, "updatedAt" = timezone(\'UTC\', now())'
         ' WHERE ("public"."campaigns"."id" = %s AND 1=1)',
@@ -113,10 +124,11 @@ def plunk_reconcile_total(conn: psycopg.Connection, campaign: str) -> int:
 
 def plunk_finalize_if_done(conn: psycopg.Connection, campaign: str) -> bool:
     """v2's finalizeIfDone, statement by statement. Returns whether it wrote SENT."""
-    status, total = conn.execute(
+    status, total = one(
+        conn,
         'SELECT "status"::text, "totalRecipients" FROM "public"."campaigns" WHERE "id" = %s',
         (campaign,),
-    ).fetchone()
+    )
     if status != "SENDING":
         return False
     if conn.execute(
@@ -125,11 +137,12 @@ def plunk_finalize_if_done(conn: psycopg.Connection, campaign: str) -> bool:
         (campaign,),
     ).fetchone():
         return False
-    processed, sent = conn.execute(
+    processed, sent = one(
+        conn,
         'SELECT count(*) FILTER (WHERE "sentAt" IS NOT NULL OR "status" = \'FAILED\'),'
         ' count(*) FILTER (WHERE "sentAt" IS NOT NULL) FROM "public"."emails" WHERE "campaignId" = %s',
         (campaign,),
-    ).fetchone()
+    )
     if total > 0 and processed < total:
         return False
     conn.execute(
@@ -179,7 +192,7 @@ def add_rule(
 # --- helpers --------------------------------------------------------------------------------
 
 
-def sending(plunk, n: int, **campaign_kwargs) -> tuple[str, str, list[str]]:
+def sending(plunk: Plunk, n: int, **campaign_kwargs: Any) -> tuple[str, str, list[str]]:
     project = plunk.project()
     contacts = plunk.contacts(project, n)
     campaign = plunk.campaign(project, **campaign_kwargs)
@@ -198,12 +211,13 @@ def states(conn: psycopg.Connection, campaign: str) -> dict[tuple[str, str | Non
 
 def emails_per_contact(conn: psycopg.Connection, campaign: str) -> int:
     """The most emails any one contact has for the campaign (invariant 2: at most 1)."""
-    row = conn.execute(
+    n: int = one(
+        conn,
         'SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM public.emails WHERE "campaignId" = %s'
         ' GROUP BY "contactId") AS x',
         (campaign,),
-    ).fetchone()
-    return row[0]
+    )[0]
+    return n
 
 
 def stuck(conn: psycopg.Connection) -> dict[str, str]:
@@ -215,7 +229,9 @@ def stuck(conn: psycopg.Connection) -> dict[str, str]:
 # --- 1. Plunk's cancel, in each of its shapes -----------------------------------------------
 
 
-def test_plunk_cancel__nothing_sent_back_to_draft_retires_run_and_restart_really_sends(conn, plunk):
+def test_plunk_cancel__nothing_sent_back_to_draft_retires_run_and_restart_really_sends(
+    conn: psycopg.Connection, plunk: Plunk
+) -> None:
     project, campaign, contacts = sending(plunk, 3)
     plunk_set_status(conn, campaign, "CANCELLED")
     assert plunk_cleanup_unsent(conn, campaign) == 0
@@ -247,7 +263,9 @@ def test_plunk_cancel__nothing_sent_back_to_draft_retires_run_and_restart_really
     # cancel_campaign and repair_campaign are usable again (no 55000 for a stale run).
 
 
-def test_plunk_cancel__mid_send_unsent_deleted_settles_every_recipient(conn, plunk):
+def test_plunk_cancel__mid_send_unsent_deleted_settles_every_recipient(
+    conn: psycopg.Connection, plunk: Plunk
+) -> None:
     project, campaign, _ = sending(plunk, 30)
     claimed = [c for c, _, _ in plunk.claim(campaign, batch_size=20)]
     emails = plunk.create_emails(campaign, project, claimed[:15])
@@ -279,7 +297,9 @@ def test_plunk_cancel__mid_send_unsent_deleted_settles_every_recipient(conn, plu
     assert campaign not in stuck(conn)
 
 
-def test_plunk_cancel__emails_kept_settle_by_plunk_email_job(conn, plunk):
+def test_plunk_cancel__emails_kept_settle_by_plunk_email_job(
+    conn: psycopg.Connection, plunk: Plunk
+) -> None:
     project, campaign, _ = sending(plunk, 6)
     claimed = [c for c, _, _ in plunk.claim(campaign, batch_size=4)]
     emails = plunk.create_emails(campaign, project, claimed[:3])
@@ -302,7 +322,9 @@ def test_plunk_cancel__emails_kept_settle_by_plunk_email_job(conn, plunk):
     assert progress["status"] == "CANCELLED" and progress["finished_at"] is not None
 
 
-def test_plunk_cancel__late_insert_of_a_claim_holder_is_refused(conn, plunk):
+def test_plunk_cancel__late_insert_of_a_claim_holder_is_refused(
+    conn: psycopg.Connection, plunk: Plunk
+) -> None:
     project, campaign, _ = sending(plunk, 3)
     claimed = plunk.claim(campaign, batch_size=2)
     plunk_set_status(conn, campaign, "CANCELLED")
@@ -311,7 +333,9 @@ def test_plunk_cancel__late_insert_of_a_claim_holder_is_refused(conn, plunk):
     assert states(conn, campaign) == {("skipped", "cancelled"): 3}
 
 
-def test_plunk_cancel__sweep_finishes_what_the_trigger_left(conn, plunk):
+def test_plunk_cancel__sweep_finishes_what_the_trigger_left(
+    conn: psycopg.Connection, plunk: Plunk
+) -> None:
     """A worker held the rows (or the trigger was not there yet): the sweep backstops it."""
     _, cancelled, _ = sending(plunk, 4)
     _, drafted, _ = sending(plunk, 2)
@@ -337,13 +361,11 @@ def test_plunk_cancel__sweep_finishes_what_the_trigger_left(conn, plunk):
 
 
 def test_toolkit_cancel__draft_retires_run_late_insert_refused_restart_judged_on_new_run(
-    conn, plunk
-):
+    conn: psycopg.Connection, plunk: Plunk
+) -> None:
     project, campaign, _ = sending(plunk, 3)
     held = plunk.claim(campaign, batch_size=1)[0][0]  # a slow worker's live claim
-    assert (
-        conn.execute("SELECT plunk_sql.cancel_campaign(%s)", (campaign,)).fetchone()[0] == "DRAFT"
-    )
+    assert one(conn, "SELECT plunk_sql.cancel_campaign(%s)", (campaign,)) == ("DRAFT",)
     with raises_sqlstate("55000", match="retired"):
         plunk.create_emails(campaign, project, [held])
     assert conn.execute(
@@ -363,7 +385,9 @@ def test_toolkit_cancel__draft_retires_run_late_insert_refused_restart_judged_on
 # --- 2. One email per recipient whatever the order ------------------------------------------
 
 
-def test_one_email__email_made_before_the_start_is_adopted(conn, plunk):
+def test_one_email__email_made_before_the_start_is_adopted(
+    conn: psycopg.Connection, plunk: Plunk
+) -> None:
     project = plunk.project()
     contacts = plunk.contacts(project, 3)
     campaign = plunk.campaign(project)
@@ -385,7 +409,9 @@ def test_one_email__email_made_before_the_start_is_adopted(conn, plunk):
     assert check_invariants(conn, campaign)["status"] == "SENT"
 
 
-def test_one_email__late_insert_after_an_expired_lease_leaves_one_email(conn, plunk, db_url):
+def test_one_email__late_insert_after_an_expired_lease_leaves_one_email(
+    conn: psycopg.Connection, plunk: Plunk, db_url: str
+) -> None:
     project, campaign, _ = sending(plunk, 1)
     contact = plunk.claim(campaign, lease="10 milliseconds")[0][0]  # worker 1, then it stalls
     time.sleep(0.05)
@@ -400,7 +426,9 @@ def test_one_email__late_insert_after_an_expired_lease_leaves_one_email(conn, pl
 
 
 @pytest.mark.parametrize("claim_first", [True, False])
-def test_one_email__unclaimed_insert_racing_a_live_claim(db_url, plunk, claim_first):
+def test_one_email__unclaimed_insert_racing_a_live_claim(
+    db_url: str, plunk: Plunk, claim_first: bool
+) -> None:
     """Real concurrent sessions: a claim held open in A, an unclaimed insert in B."""
     project, campaign, _ = sending(plunk, 1)
     with (
@@ -444,7 +472,9 @@ def test_one_email__unclaimed_insert_racing_a_live_claim(db_url, plunk, claim_fi
 # --- 3. Consent on every path -----------------------------------------------------------------
 
 
-def test_consent__unclaimed_insert_for_an_unsubscribed_contact_is_refused(conn, plunk):
+def test_consent__unclaimed_insert_for_an_unsubscribed_contact_is_refused(
+    conn: psycopg.Connection, plunk: Plunk
+) -> None:
     project, campaign, contacts = sending(plunk, 2)
     conn.execute("UPDATE public.contacts SET subscribed = false WHERE id = %s", (contacts[0],))
     with raises_sqlstate("55000", match="unsubscribed"):
@@ -457,7 +487,9 @@ def test_consent__unclaimed_insert_for_an_unsubscribed_contact_is_refused(conn, 
     plunk_insert_email(conn, campaign, project, contacts[1])
 
 
-def test_consent__unclaimed_insert_into_a_paused_campaign_is_refused(conn, plunk):
+def test_consent__unclaimed_insert_into_a_paused_campaign_is_refused(
+    conn: psycopg.Connection, plunk: Plunk
+) -> None:
     project, campaign, contacts = sending(plunk, 2)
     claimed = plunk.claim(campaign, batch_size=1)[0][0]
     conn.execute("SELECT plunk_sql.pause_campaign(%s)", (campaign,))
@@ -466,7 +498,9 @@ def test_consent__unclaimed_insert_into_a_paused_campaign_is_refused(conn, plunk
     plunk.create_emails(campaign, project, [claimed])  # a claim holder still may
 
 
-def test_consent__transactional_campaign_mails_unsubscribed_contacts(conn, plunk):
+def test_consent__transactional_campaign_mails_unsubscribed_contacts(
+    conn: psycopg.Connection, plunk: Plunk
+) -> None:
     project, campaign, contacts = sending(plunk, 1, type="TRANSACTIONAL")
     conn.execute("UPDATE public.contacts SET subscribed = false WHERE id = %s", (contacts[0],))
     plunk_insert_email(conn, campaign, project, contacts[0])
@@ -476,7 +510,9 @@ def test_consent__transactional_campaign_mails_unsubscribed_contacts(conn, plunk
 # --- 4. Moving an email -----------------------------------------------------------------------
 
 
-def test_move__update_of_campaign_or_contact_of_a_toolkit_email_is_refused(conn, plunk):
+def test_move__update_of_campaign_or_contact_of_a_toolkit_email_is_refused(
+    conn: psycopg.Connection, plunk: Plunk
+) -> None:
     project, campaign, contacts = sending(plunk, 2)
     other = plunk.campaign(project)
     claimed = [c for c, _, _ in plunk.claim(campaign)]
@@ -498,7 +534,9 @@ def test_move__update_of_campaign_or_contact_of_a_toolkit_email_is_refused(conn,
 # --- 5. Plunk v2's completion writes ----------------------------------------------------------
 
 
-def test_plunk_v2_completion__total_and_sent_count_stay_the_toolkits(conn, plunk):
+def test_plunk_v2_completion__total_and_sent_count_stay_the_toolkits(
+    conn: psycopg.Connection, plunk: Plunk
+) -> None:
     project, campaign, contacts = sending(plunk, 4)
     conn.execute("UPDATE public.contacts SET subscribed = false WHERE id = %s", (contacts[3],))
     claimed = [c for c, _, _ in plunk.claim(campaign)]  # contacts[3] skipped
@@ -531,7 +569,9 @@ def test_plunk_v2_completion__total_and_sent_count_stay_the_toolkits(conn, plunk
 # --- 6. Suppression rules ---------------------------------------------------------------------
 
 
-def test_suppression__claim_skips_a_matching_recipient_with_the_rule_in_the_reason(conn, plunk):
+def test_suppression__claim_skips_a_matching_recipient_with_the_rule_in_the_reason(
+    conn: psycopg.Connection, plunk: Plunk
+) -> None:
     conn.execute(SUPPRESSION_DDL)
     project = plunk.project()
     other = plunk.project()
@@ -561,7 +601,7 @@ def test_suppression__claim_skips_a_matching_recipient_with_the_rule_in_the_reas
     campaign = plunk.campaign(project)
     assert plunk.start(campaign) == len(ids)
     returned = {c for c, _, _ in plunk.claim(campaign)}
-    by_contact = dict(
+    by_contact: dict[str, str] = dict(
         conn.execute(
             "SELECT contact_id, reason FROM plunk_sql.recipients WHERE campaign_id = %s AND state = 'skipped'",
             (campaign,),
@@ -591,7 +631,9 @@ def test_suppression__claim_skips_a_matching_recipient_with_the_rule_in_the_reas
         plunk_insert_email(conn, campaign, project, ids[1])
 
 
-def test_suppression__without_the_table_nothing_changes(conn, plunk):
+def test_suppression__without_the_table_nothing_changes(
+    conn: psycopg.Connection, plunk: Plunk
+) -> None:
     assert conn.execute("SELECT to_regclass('public.recipient_suppression_rules')").fetchone() == (
         None,
     )
@@ -602,7 +644,7 @@ def test_suppression__without_the_table_nothing_changes(conn, plunk):
 # --- guard runs are never refused here ---------------------------------------------------------
 
 
-def test_guard_runs__no_refusal_and_no_correction(conn, plunk):
+def test_guard_runs__no_refusal_and_no_correction(conn: psycopg.Connection, plunk: Plunk) -> None:
     project, campaign, contacts = sending(plunk, 2)
     conn.execute(
         "UPDATE plunk_sql.campaign_runs SET kind = 'guard' WHERE campaign_id = %s", (campaign,)
