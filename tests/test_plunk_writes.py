@@ -358,6 +358,30 @@ def test_plunk_cancel__sweep_finishes_what_the_trigger_left(
     assert states(conn, cancelled) == {("skipped", "cancelled"): 4}
     assert plunk.start(drafted) == 2 and len(plunk.claim(drafted)) == 2
     assert cancelled not in stuck(conn)
+    # The toolkit's own lifecycle works on it again (no 55000 for a stale run).
+    assert one(conn, "SELECT plunk_sql.cancel_campaign(%s)", (drafted,)) == ("DRAFT",)
+
+
+def test_plunk_cancel__rescheduled_after_draft_starts_once_with_a_fresh_snapshot(
+    conn: psycopg.Connection, plunk: Plunk
+) -> None:
+    """Before: the stale run made the sweep report scheduled_started on every pass while the
+    campaign stayed SCHEDULED and nothing was claimable."""
+    project, campaign, _ = sending(plunk, 2)
+    plunk_set_status(conn, campaign, "CANCELLED")
+    plunk_back_to_draft(conn, campaign)
+    plunk.contacts(project, 1, prefix="late")
+    conn.execute(
+        'UPDATE "public"."campaigns" SET "status" = CAST(\'SCHEDULED\'::text AS "public"."CampaignStatus"),'
+        " \"scheduledFor\" = timezone('UTC', now()) - interval '1 minute',"
+        ' "updatedAt" = timezone(\'UTC\', now()) WHERE ("public"."campaigns"."id" = %s AND 1=1)',
+        (campaign,),
+    )
+    first = conn.execute("SELECT * FROM plunk_sql.sweep()").fetchall()
+    assert ("scheduled_started", campaign, 3) in first
+    assert plunk.campaign_row(campaign)["status"] == "SENDING"
+    assert len(plunk.claim(campaign)) == 3
+    assert conn.execute("SELECT * FROM plunk_sql.sweep()").fetchall() == []
 
 
 def test_toolkit_cancel__draft_retires_run_late_insert_refused_restart_judged_on_new_run(
