@@ -362,6 +362,37 @@ def test_plunk_cancel__sweep_finishes_what_the_trigger_left(
     assert one(conn, "SELECT plunk_sql.cancel_campaign(%s)", (drafted,)) == ("DRAFT",)
 
 
+def test_plunk_cancel__while_a_worker_holds_the_counters_succeeds_and_the_sweep_settles(
+    db_url: str, plunk: Plunk
+) -> None:
+    """Plunk's statement never waits on the toolkit: the trigger gives up after 100 ms on a
+    row a worker holds (here the counter row, held by a claim that skipped a contact) and
+    leaves the settling to the sweep."""
+    _, campaign, contacts = sending(plunk, 4)
+    plunk.conn.execute(
+        "UPDATE public.contacts SET subscribed = false WHERE id = %s", (contacts[0],)
+    )
+    with psycopg.connect(db_url) as a, psycopg.connect(db_url, autocommit=True) as b:
+        assert (
+            len(plunk.claim(campaign, batch_size=2, conn=a)) == 1
+        )  # skipped one: holds the run row
+        started = time.monotonic()
+        plunk_set_status(b, campaign, "CANCELLED")
+        assert time.monotonic() - started < 5
+        a.commit()
+    conn = plunk.conn
+    assert states(conn, campaign) == {
+        ("skipped", "unsubscribed"): 1,
+        ("claimed", None): 1,
+        ("pending", None): 2,
+    }
+    assert ("cancel_settled", campaign, 3) in conn.execute(
+        "SELECT * FROM plunk_sql.sweep()"
+    ).fetchall()
+    assert states(conn, campaign) == {("skipped", "unsubscribed"): 1, ("skipped", "cancelled"): 3}
+    assert plunk.progress(campaign)["finished_at"] is not None
+
+
 def test_plunk_cancel__rescheduled_after_draft_starts_once_with_a_fresh_snapshot(
     conn: psycopg.Connection, plunk: Plunk
 ) -> None:
