@@ -4,8 +4,11 @@
 -- pending recipients of a sending campaign, claimed under a lease.
 --
 -- Each picked recipient is re-checked against the contact as it is now: a
--- contact deleted since the snapshot, or unsubscribed (unless the campaign is
--- TRANSACTIONAL), is settled as skipped with its reason and not returned. The
+-- contact deleted since the snapshot, unsubscribed (unless the campaign is
+-- TRANSACTIONAL), or whose address an enabled rule of the project in Plunk's
+-- public.recipient_suppression_rules matches (where that table exists; reason
+-- 'suppressed by rule <name> (<kind>, <id>)') is settled as skipped with its
+-- reason and not returned. The
 -- claim is a committed row once the caller commits: a crash loses nothing, and
 -- only an expired lease (the sweep) makes a claimed recipient pending again.
 -- Returns nothing for a campaign that is not SENDING, not started by the
@@ -66,53 +69,120 @@ BEGIN
         RETURN;
     END IF;
 
-    WITH picked AS MATERIALIZED (
-        SELECT r.ctid AS row_id, r.contact_id
-        FROM plunk_sql.recipients AS r
-        WHERE r.campaign_id = p_campaign_id
-          AND r.state = 'pending'
-        ORDER BY r.contact_id
-        LIMIT p_batch_size
-        FOR UPDATE SKIP LOCKED
-    ),
-    checked AS (
-        SELECT p.row_id,
-               p.contact_id,
-               k.email,
-               k.data,
-               CASE
-                   WHEN k.id IS NULL THEN 'contact deleted'
-                   WHEN NOT v_run.transactional AND NOT k.subscribed THEN 'unsubscribed'
-               END AS skip_reason
-        FROM picked AS p
-        LEFT JOIN public.contacts AS k
-               ON k.id = p.contact_id
-              AND k."projectId" = v_run.project_id
-    ),
-    claimed AS (
-        UPDATE plunk_sql.recipients AS r
-        SET state = (CASE WHEN ch.skip_reason IS NULL THEN 'claimed' ELSE 'skipped' END)::plunk_sql.recipient_state,
-            claims = r.claims + 1,
-            lease_expires_at = CASE WHEN ch.skip_reason IS NULL THEN pg_catalog.now() + p_lease END,
-            settled_at = CASE WHEN ch.skip_reason IS NOT NULL THEN pg_catalog.now() END,
-            reason = ch.skip_reason
-        FROM checked AS ch
-        -- The picked rows are locked by this statement, so their ctid is stable;
-        -- addressing them by ctid keeps the plan a TID lookup per row, never a
-        -- scan of the campaign's pending rows per picked row (what the planner
-        -- chose for a fresh, unanalysed snapshot). A row another session
-        -- changed after this statement's snapshot (the lock re-check returned
-        -- its newer version) is not visible to the TID lookup: it is left
-        -- pending for a later claim, never lost.
-        WHERE r.ctid = ch.row_id
-        RETURNING r.contact_id, ch.email, ch.data, ch.skip_reason
-    )
-    SELECT pg_catalog.array_agg(cl.contact_id ORDER BY cl.contact_id) FILTER (WHERE cl.skip_reason IS NULL),
-           pg_catalog.array_agg(cl.email ORDER BY cl.contact_id) FILTER (WHERE cl.skip_reason IS NULL),
-           pg_catalog.array_agg(cl.data ORDER BY cl.contact_id) FILTER (WHERE cl.skip_reason IS NULL),
-           pg_catalog.count(*) FILTER (WHERE cl.skip_reason IS NOT NULL)
-    INTO v_ids, v_emails, v_data, v_skipped
-    FROM claimed AS cl;
+    -- Plunk's suppression rules exist only in its newest versions: without the
+    -- table the claim is the plain statement (no lookup at all on the hot path).
+    IF pg_catalog.to_regclass('public.recipient_suppression_rules') IS NULL THEN
+        WITH picked AS MATERIALIZED (
+            SELECT r.ctid AS row_id, r.contact_id
+            FROM plunk_sql.recipients AS r
+            WHERE r.campaign_id = p_campaign_id
+              AND r.state = 'pending'
+            ORDER BY r.contact_id
+            LIMIT p_batch_size
+            FOR UPDATE SKIP LOCKED
+        ),
+        checked AS (
+            SELECT p.row_id,
+                   p.contact_id,
+                   k.email,
+                   k.data,
+                   CASE
+                       WHEN k.id IS NULL THEN 'contact deleted'
+                       WHEN NOT v_run.transactional AND NOT k.subscribed THEN 'unsubscribed'
+                   END AS skip_reason
+            FROM picked AS p
+            LEFT JOIN public.contacts AS k
+                   ON k.id = p.contact_id
+                  AND k."projectId" = v_run.project_id
+        ),
+        claimed AS (
+            UPDATE plunk_sql.recipients AS r
+            SET state = (CASE WHEN ch.skip_reason IS NULL THEN 'claimed' ELSE 'skipped' END)::plunk_sql.recipient_state,
+                claims = r.claims + 1,
+                lease_expires_at = CASE WHEN ch.skip_reason IS NULL THEN pg_catalog.now() + p_lease END,
+                settled_at = CASE WHEN ch.skip_reason IS NOT NULL THEN pg_catalog.now() END,
+                reason = ch.skip_reason
+            FROM checked AS ch
+            -- The picked rows are locked by this statement, so their ctid is stable;
+            -- addressing them by ctid keeps the plan a TID lookup per row, never a
+            -- scan of the campaign's pending rows per picked row (what the planner
+            -- chose for a fresh, unanalysed snapshot). A row another session
+            -- changed after this statement's snapshot (the lock re-check returned
+            -- its newer version) is not visible to the TID lookup: it is left
+            -- pending for a later claim, never lost.
+            WHERE r.ctid = ch.row_id
+            RETURNING r.contact_id, ch.email, ch.data, ch.skip_reason
+        )
+        SELECT pg_catalog.array_agg(cl.contact_id ORDER BY cl.contact_id) FILTER (WHERE cl.skip_reason IS NULL),
+               pg_catalog.array_agg(cl.email ORDER BY cl.contact_id) FILTER (WHERE cl.skip_reason IS NULL),
+               pg_catalog.array_agg(cl.data ORDER BY cl.contact_id) FILTER (WHERE cl.skip_reason IS NULL),
+               pg_catalog.count(*) FILTER (WHERE cl.skip_reason IS NOT NULL)
+        INTO v_ids, v_emails, v_data, v_skipped
+        FROM claimed AS cl;
+    ELSE
+        WITH picked AS MATERIALIZED (
+            SELECT r.ctid AS row_id, r.contact_id
+            FROM plunk_sql.recipients AS r
+            WHERE r.campaign_id = p_campaign_id
+              AND r.state = 'pending'
+            ORDER BY r.contact_id
+            LIMIT p_batch_size
+            FOR UPDATE SKIP LOCKED
+        ),
+        joined AS MATERIALIZED (
+            SELECT p.row_id, p.contact_id, k.id AS found_id, k.email, k.data, k.subscribed
+            FROM picked AS p
+            LEFT JOIN public.contacts AS k
+                   ON k.id = p.contact_id
+                  AND k."projectId" = v_run.project_id
+        ),
+        -- Plunk's suppression rules, where its version has them (one call per
+        -- batch; nothing when public.recipient_suppression_rules does not exist).
+        suppressed AS (
+            SELECT s.address, s.rule_id, s.rule_name, s.rule_kind
+            FROM plunk_sql.suppression_rules_matching(
+                     v_run.project_id,
+                     ARRAY(SELECT j.email FROM joined AS j WHERE j.found_id IS NOT NULL)) AS s
+        ),
+        checked AS (
+            SELECT j.row_id,
+                   j.contact_id,
+                   j.email,
+                   j.data,
+                   CASE
+                       WHEN j.found_id IS NULL THEN 'contact deleted'
+                       WHEN NOT v_run.transactional AND NOT j.subscribed THEN 'unsubscribed'
+                       WHEN s.rule_id IS NOT NULL
+                           THEN pg_catalog.format('suppressed by rule %s (%s, %s)', s.rule_name, s.rule_kind, s.rule_id)
+                   END AS skip_reason
+            FROM joined AS j
+            LEFT JOIN suppressed AS s ON s.address = j.email
+        ),
+        claimed AS (
+            UPDATE plunk_sql.recipients AS r
+            SET state = (CASE WHEN ch.skip_reason IS NULL THEN 'claimed' ELSE 'skipped' END)::plunk_sql.recipient_state,
+                claims = r.claims + 1,
+                lease_expires_at = CASE WHEN ch.skip_reason IS NULL THEN pg_catalog.now() + p_lease END,
+                settled_at = CASE WHEN ch.skip_reason IS NOT NULL THEN pg_catalog.now() END,
+                reason = ch.skip_reason
+            FROM checked AS ch
+            -- The picked rows are locked by this statement, so their ctid is stable;
+            -- addressing them by ctid keeps the plan a TID lookup per row, never a
+            -- scan of the campaign's pending rows per picked row (what the planner
+            -- chose for a fresh, unanalysed snapshot). A row another session
+            -- changed after this statement's snapshot (the lock re-check returned
+            -- its newer version) is not visible to the TID lookup: it is left
+            -- pending for a later claim, never lost.
+            WHERE r.ctid = ch.row_id
+            RETURNING r.contact_id, ch.email, ch.data, ch.skip_reason
+        )
+        SELECT pg_catalog.array_agg(cl.contact_id ORDER BY cl.contact_id) FILTER (WHERE cl.skip_reason IS NULL),
+               pg_catalog.array_agg(cl.email ORDER BY cl.contact_id) FILTER (WHERE cl.skip_reason IS NULL),
+               pg_catalog.array_agg(cl.data ORDER BY cl.contact_id) FILTER (WHERE cl.skip_reason IS NULL),
+               pg_catalog.count(*) FILTER (WHERE cl.skip_reason IS NOT NULL)
+        INTO v_ids, v_emails, v_data, v_skipped
+        FROM claimed AS cl;
+    END IF;
 
     IF v_skipped > 0 THEN
         PERFORM plunk_sql.apply_settlement(p_campaign_id, 0, 0, v_skipped);
@@ -124,5 +194,5 @@ $$;
 
 COMMENT ON FUNCTION plunk_sql.claim_batch(text, integer, interval) IS
     'Claim up to batch_size pending recipients of a SENDING campaign under a lease (FOR UPDATE SKIP LOCKED); '
-    'unsubscribed/deleted contacts are settled as skipped, not returned. '
+    'unsubscribed/deleted/suppressed contacts are settled as skipped, not returned. '
     'Errors: 22004 null argument, P0002 unknown campaign, 22023 batch_size/lease out of range.';

@@ -74,9 +74,10 @@ BEGIN
     UPDATE public.campaigns AS c
     SET "sentCount" = v_sent,
         status = CASE
+            -- Only a SENDING campaign becomes SENT: a cancelled one (by
+            -- cancel_campaign or Plunk) keeps its status while its last
+            -- in-flight emails settle.
             WHEN v_open = 0 AND c.status::text = 'SENDING'
-                 -- cancel_campaign settles what is open without declaring it SENT.
-                 AND pg_catalog.current_setting('plunk_sql.cancelling', true) IS DISTINCT FROM p_campaign_id
                 THEN 'SENT'::public."CampaignStatus"
             ELSE c.status
         END,
@@ -101,13 +102,37 @@ COMMENT ON FUNCTION plunk_sql.apply_settlement(text, integer, integer, integer) 
 -- per-row function call and no jsonb.
 
 -- Trigger: a new emails row of a toolkit campaign links to its recipient.
--- One index probe per campaign email of the statement. A second email for a recipient is
--- refused (23505), as is an email whose "projectId" is not the campaign's or
--- whose contact is outside the snapshot (23503)
--- or for a recipient settled without mail (55000: unsubscribed, deleted,
--- cancelled). Rows of campaigns the toolkit did not start are left alone.
--- Locks: the recipient rows it links (a concurrent second email for the same
--- recipient waits, then finds it linked and is refused).
+-- Refusals, for runs of kind 'toolkit' (a 'guard' run is never refused here;
+-- each refusal site below is guarded by one condition on the run's kind):
+--   55000 the campaign is not SENDING (cancelled by the toolkit or by Plunk,
+--         or already SENT): nothing may be mailed for it;
+--   55000 the campaign has no current run but a retired one (cancelled back
+--         to DRAFT) and is not SENDING: nothing until a new start;
+--   55000 an email for a recipient nobody claimed (a sender that skips
+--         claim_batch: Plunk's own, a worker role) fails the claim's re-check:
+--         campaign paused, contact deleted, unsubscribed (unless
+--         TRANSACTIONAL), or suppressed by a recipient_suppression_rules rule.
+--         The raise rolls everything back: the recipient stays pending and
+--         the next claim settles it skipped with its reason;
+--   55000 the recipient was settled without mail (unsubscribed, deleted,
+--         cancelled, suppressed);
+--   23505 the recipient already has an email (one email per recipient,
+--         whatever the order: an email made before the start was linked by
+--         it, an earlier insert, a late insert after an expired lease);
+--   23503 the contact is outside the snapshot, or the email's "projectId" is
+--         not the campaign's.
+-- An email for a claimed recipient is taken as the claim holder's and needs no
+-- re-check (the claim made it); an unclaimed email that races a claim links
+-- the recipient, and the claim holder's own email is then refused (23505).
+-- Rows of campaigns the toolkit never started are left alone.
+-- Locks: the recipient rows it links, claimed ones first then unclaimed ones,
+-- each group in (campaign, contact) order (a concurrent second email for the
+-- same recipient waits, then finds it linked and is refused); then counters.
+-- Cost: per statement one probe of the campaign's status per campaign; per
+-- email one UPDATE by key; unclaimed emails add one set-based re-check
+-- (index probes of recipients and contacts, suppression rules when the table
+-- exists); campaign emails without a current run add one probe of
+-- retired_runs.
 CREATE OR REPLACE FUNCTION plunk_sql.emails_after_insert()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -122,25 +147,41 @@ SET search_path = pg_catalog, pg_temp
 -- Counters still change once per campaign per statement (apply_settlement).
 SET enable_seqscan = off
 SET enable_bitmapscan = off
+SET enable_hashjoin = off
+SET enable_mergejoin = off
 AS $$
 DECLARE
-    v_expected integer;
-    v_linked integer;
+    v_campaign_rows integer;
+    v_expected integer := 0;
+    v_linked integer := 0;
     v_bad record;
     v_email record;
     v_state plunk_sql.recipient_state;
+    v_cur text;
+    v_status text;
+    -- Emails of recipients that were not claimed: re-checked after the walk.
+    v_u_ids text[] := '{}';
+    v_u_campaigns text[] := '{}';
+    v_u_contacts text[] := '{}';
+    v_u_outcomes plunk_sql.recipient_state[] := '{}';
+    v_u_reasons text[] := '{}';
+    v_u integer := 0;
+    v_refusal record;
+    v_group record;
+    v_refuse boolean;
     v_campaigns text[] := '{}';
     v_sent integer[] := '{}';
     v_failed integer[] := '{}';
     v_n integer := 0;
 BEGIN
-    -- Transactional and workflow mail: one probe of the transition table, no join.
-    IF NOT EXISTS (SELECT 1 FROM new_emails AS e WHERE e."campaignId" IS NOT NULL) THEN
+    -- Transactional and workflow mail: one pass over the transition table, no join.
+    SELECT pg_catalog.count(*) FILTER (WHERE e."campaignId" IS NOT NULL)::integer
+    INTO v_campaign_rows
+    FROM new_emails AS e;
+    IF v_campaign_rows = 0 THEN
         RETURN NULL;
     END IF;
 
-    v_expected := 0;
-    v_linked := 0;
     FOR v_email IN
         SELECT e.id, e."campaignId" AS campaign_id, e."contactId" AS contact_id,
                CASE
@@ -151,7 +192,8 @@ BEGIN
                e.status::text AS status,
                e.error,
                e."projectId" AS project_id,
-               run.project_id AS campaign_project_id
+               run.project_id AS campaign_project_id,
+               run.kind
         FROM new_emails AS e
         JOIN plunk_sql.campaign_runs AS run ON run.campaign_id = e."campaignId"
         ORDER BY e."campaignId", e."contactId"  -- one lock order for every statement
@@ -165,7 +207,20 @@ BEGIN
                                             v_email.id, v_email.project_id, v_email.campaign_id,
                                             v_email.campaign_project_id);
         END IF;
+        IF v_email.campaign_id IS DISTINCT FROM v_cur THEN  -- once per campaign per statement
+            SELECT c.status::text INTO v_status FROM public.campaigns AS c WHERE c.id = v_email.campaign_id;
+            v_cur := v_email.campaign_id;
+        END IF;
+        IF v_email.kind = 'toolkit' AND v_status <> 'SENDING' THEN
+            -- Refusal: a stopped campaign (cancelled by the toolkit or Plunk, or SENT) mails nobody.
+            RAISE EXCEPTION USING
+                ERRCODE = 'object_not_in_prerequisite_state',
+                MESSAGE = pg_catalog.format('campaign %s is %s: no email may be created for it',
+                                            v_email.campaign_id, v_status),
+                HINT = 'A worker holding a claim of a cancelled campaign drops it; see plunk_sql.campaign_progress.';
+        END IF;
         v_expected := v_expected + 1;
+        -- The claim holder's email: the claim re-checked consent already.
         UPDATE plunk_sql.recipients AS r
         SET state = coalesce(v_email.outcome, 'in_flight'),
             email_id = v_email.id,
@@ -176,7 +231,7 @@ BEGIN
                           THEN coalesce(v_email.error, 'email ' || v_email.status) END
         WHERE r.campaign_id = v_email.campaign_id
           AND r.contact_id = v_email.contact_id
-          AND r.state IN ('pending', 'claimed')
+          AND r.state = 'claimed'
         RETURNING r.state INTO v_state;
         IF FOUND THEN
             v_linked := v_linked + 1;
@@ -193,8 +248,136 @@ BEGIN
                     v_failed[v_n] := v_failed[v_n] + 1;
                 END IF;
             END IF;
+        ELSE
+            v_u := v_u + 1;
+            v_u_ids[v_u] := v_email.id;
+            v_u_campaigns[v_u] := v_email.campaign_id;
+            v_u_contacts[v_u] := v_email.contact_id;
+            v_u_outcomes[v_u] := v_email.outcome;
+            v_u_reasons[v_u] := CASE WHEN v_email.outcome = 'failed'
+                                     THEN coalesce(v_email.error, 'email ' || v_email.status) END;
         END IF;
     END LOOP;
+
+    IF v_expected < v_campaign_rows THEN
+        -- Emails of campaigns without a current run: refused while a retired
+        -- toolkit run says the campaign was cancelled back to DRAFT.
+        SELECT e."campaignId" AS campaign_id, c.status::text AS status
+        INTO v_refusal
+        FROM new_emails AS e
+        JOIN public.campaigns AS c ON c.id = e."campaignId"
+        WHERE c.status::text <> 'SENDING'
+          AND EXISTS (SELECT 1 FROM plunk_sql.retired_runs AS rr
+                      WHERE rr.campaign_id = e."campaignId" AND rr.kind = 'toolkit')
+          AND NOT EXISTS (SELECT 1 FROM plunk_sql.campaign_runs AS run WHERE run.campaign_id = e."campaignId")
+        LIMIT 1;
+        IF FOUND THEN
+            -- Refusal (toolkit runs only: retired_runs.kind = 'toolkit' above).
+            RAISE EXCEPTION USING
+                ERRCODE = 'object_not_in_prerequisite_state',
+                MESSAGE = pg_catalog.format('campaign %s was cancelled back to %s and its plunk_sql run retired: '
+                                            'no email may be created until it is started again',
+                                            v_refusal.campaign_id, v_refusal.status),
+                HINT = 'SELECT plunk_sql.start_campaign(...) takes a fresh snapshot.';
+        END IF;
+    END IF;
+
+    IF v_u > 0 THEN
+        -- The claim's re-check, for pending recipients of toolkit runs, set-based.
+        SELECT u.campaign_id, u.contact_id,
+               CASE
+                   WHEN run.paused_at IS NOT NULL THEN 'the campaign is paused'
+                   WHEN k.id IS NULL THEN 'contact deleted'
+                   ELSE 'unsubscribed'
+               END AS why
+        INTO v_refusal
+        FROM unnest(v_u_campaigns, v_u_contacts) AS u (campaign_id, contact_id)
+        JOIN plunk_sql.campaign_runs AS run ON run.campaign_id = u.campaign_id
+        JOIN LATERAL (
+            SELECT 1 FROM plunk_sql.recipients AS r
+            WHERE r.campaign_id = u.campaign_id AND r.contact_id = u.contact_id AND r.state = 'pending'
+        ) AS pending ON true
+        LEFT JOIN LATERAL (
+            SELECT k.id, k.subscribed FROM public.contacts AS k
+            WHERE k.id = u.contact_id AND k."projectId" = run.project_id
+        ) AS k ON true
+        WHERE run.kind = 'toolkit'
+          AND (run.paused_at IS NOT NULL OR k.id IS NULL OR (NOT run.transactional AND NOT k.subscribed))
+        LIMIT 1;
+        v_refuse := FOUND;
+        IF NOT v_refuse THEN
+            -- Suppression rules (where Plunk has them), once per project. The
+            -- address is the email's recipient: "recipientAddress" where that
+            -- column exists and is set, else the contact's email.
+            FOR v_group IN
+                SELECT run.project_id,
+                       pg_catalog.array_agg(coalesce(pg_catalog.to_jsonb(e) ->> 'recipientAddress', k.email)) AS addresses
+                FROM new_emails AS e
+                JOIN plunk_sql.campaign_runs AS run ON run.campaign_id = e."campaignId"
+                JOIN public.contacts AS k ON k.id = e."contactId"
+                WHERE e.id = ANY (v_u_ids)
+                  AND run.kind = 'toolkit'
+                  AND EXISTS (SELECT 1 FROM plunk_sql.recipients AS r
+                              WHERE r.campaign_id = e."campaignId" AND r.contact_id = e."contactId"
+                                AND r.state = 'pending')
+                GROUP BY run.project_id
+            LOOP
+                SELECT s.address AS contact_id, v_group.project_id AS campaign_id,
+                       pg_catalog.format('suppressed by rule %s (%s, %s)', s.rule_name, s.rule_kind, s.rule_id) AS why
+                INTO v_refusal
+                FROM plunk_sql.suppression_rules_matching(v_group.project_id, v_group.addresses) AS s
+                LIMIT 1;
+                IF FOUND THEN
+                    RAISE EXCEPTION USING
+                        ERRCODE = 'object_not_in_prerequisite_state',
+                        MESSAGE = pg_catalog.format('address %s (project %s) was not claimed and may not be mailed: %s',
+                                                    v_refusal.contact_id, v_refusal.campaign_id, v_refusal.why),
+                        HINT = 'Claim recipients with plunk_sql.claim_batch and mail only the rows it returns.';
+                END IF;
+            END LOOP;
+        END IF;
+        IF v_refuse THEN
+            -- Refusal (toolkit runs only: run.kind = 'toolkit' above).
+            RAISE EXCEPTION USING
+                ERRCODE = 'object_not_in_prerequisite_state',
+                MESSAGE = pg_catalog.format('recipient %s of campaign %s was not claimed and may not be mailed: %s',
+                                            v_refusal.contact_id, v_refusal.campaign_id, v_refusal.why),
+                DETAIL = 'An email without a claim passes the claim''s re-check: campaign not paused, contact '
+                         'exists, subscribed unless TRANSACTIONAL, not suppressed.',
+                HINT = 'Claim recipients with plunk_sql.claim_batch and mail only the rows it returns.';
+        END IF;
+
+        FOR v_i IN 1 .. v_u LOOP
+            -- 'claimed' too: a claim that raced this statement; its holder's email is refused (23505).
+            UPDATE plunk_sql.recipients AS r
+            SET state = coalesce(v_u_outcomes[v_i], 'in_flight'),
+                email_id = v_u_ids[v_i],
+                lease_expires_at = NULL,
+                in_flight_at = pg_catalog.now(),
+                settled_at = CASE WHEN v_u_outcomes[v_i] IS NOT NULL THEN pg_catalog.now() END,
+                reason = v_u_reasons[v_i]
+            WHERE r.campaign_id = v_u_campaigns[v_i]
+              AND r.contact_id = v_u_contacts[v_i]
+              AND r.state IN ('pending', 'claimed')
+            RETURNING r.state INTO v_state;
+            IF FOUND THEN
+                v_linked := v_linked + 1;
+                IF v_state IN ('sent', 'failed') THEN
+                    IF v_n = 0 OR v_campaigns[v_n] <> v_u_campaigns[v_i] THEN
+                        v_n := v_n + 1;
+                        v_campaigns[v_n] := v_u_campaigns[v_i];
+                        v_sent[v_n] := 0;
+                        v_failed[v_n] := 0;
+                    END IF;
+                    IF v_state = 'sent' THEN
+                        v_sent[v_n] := v_sent[v_n] + 1;
+                    ELSE
+                        v_failed[v_n] := v_failed[v_n] + 1;
+                    END IF;
+                END IF;
+            END IF;
+        END LOOP;
+    END IF;
 
     IF v_linked < v_expected THEN
         -- Error path only: the first row that did not link, and why.
@@ -209,7 +392,7 @@ BEGIN
         ORDER BY e."campaignId", e."contactId"
         LIMIT 1;
         IF NOT FOUND THEN
-            -- The snapshot was removed while this statement waited for its rows
+            -- The run was retired while this statement waited for its rows
             -- (cancel_campaign going back to DRAFT): nothing may be mailed.
             RAISE EXCEPTION USING
                 ERRCODE = 'object_not_in_prerequisite_state',
@@ -246,9 +429,64 @@ END
 $$;
 
 COMMENT ON FUNCTION plunk_sql.emails_after_insert() IS
-    'Statement trigger on public.emails INSERT: links campaign emails to recipients; '
-    '23505 second email, 23503 contact not in snapshot or email of another project, '
-    '55000 recipient was skipped.';
+    'Statement trigger on public.emails INSERT: links campaign emails to recipients; toolkit runs: '
+    '55000 campaign not SENDING / run retired / unclaimed email failing the claim re-check / recipient skipped, '
+    '23505 second email, 23503 contact not in snapshot or email of another project.';
+
+-- Trigger: moving an email of a toolkit campaign (UPDATE of "campaignId" or
+-- "contactId") is refused. The recipient is linked to this row by (campaign,
+-- contact): a moved row would leave its recipient pointing at mail it no
+-- longer is, and could give the target contact a second email. Deleting the
+-- email (its recipient settles skipped) and inserting a new one is the way.
+-- Not refused: rows of campaigns without a toolkit run, guard runs, and the
+-- "campaignId" SET NULL of Plunk's foreign key when the campaign is deleted.
+--   55000 the email belongs (or would belong) to a toolkit campaign.
+-- Locks: none beyond the row being updated. Entered only when one of the two
+-- columns changes (WHEN clause): Plunk's status writes never reach it.
+CREATE OR REPLACE FUNCTION plunk_sql.emails_refuse_move()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NEW."campaignId" IS NULL
+       AND NOT EXISTS (SELECT 1 FROM public.campaigns AS c WHERE c.id = OLD."campaignId") THEN
+        RETURN NULL;  -- the campaign is being deleted (ON DELETE SET NULL)
+    END IF;
+    IF EXISTS (SELECT 1 FROM plunk_sql.campaign_runs AS r
+               WHERE r.campaign_id IN (OLD."campaignId", NEW."campaignId")
+                 AND r.kind = 'toolkit') THEN
+        -- Refusal (toolkit runs only).
+        RAISE EXCEPTION USING
+            ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = pg_catalog.format('email %s of a campaign plunk_sql sends cannot move '
+                                        '(campaign %s -> %s, contact %s -> %s)',
+                                        OLD.id, OLD."campaignId", NEW."campaignId", OLD."contactId",
+                                        NEW."contactId"),
+            DETAIL = 'Its recipient is linked by (campaign, contact); one email per recipient.',
+            HINT = 'Delete the email (its recipient settles skipped) instead of moving it.';
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+COMMENT ON FUNCTION plunk_sql.emails_refuse_move() IS
+    'Row trigger on public.emails: refuses UPDATE of "campaignId"/"contactId" of a toolkit campaign''s email '
+    '(55000).';
+
+-- AFTER, not BEFORE: any BEFORE ROW UPDATE trigger makes PostgreSQL fetch and
+-- lock the old row of every UPDATE of emails before it even looks at the
+-- trigger's columns (measured with one BEFORE row trigger each on emails and
+-- campaigns: +115 WAL bytes and roughly +90 us per settling UPDATE). An AFTER
+-- row trigger whose columns are not updated is never queued, and its raise
+-- still undoes the whole statement.
+DROP TRIGGER IF EXISTS plunk_sql_emails_before_move ON public.emails;
+CREATE OR REPLACE TRIGGER plunk_sql_emails_refuse_move
+    AFTER UPDATE OF "campaignId", "contactId" ON public.emails
+    FOR EACH ROW
+    WHEN (OLD."campaignId" IS DISTINCT FROM NEW."campaignId" OR OLD."contactId" IS DISTINCT FROM NEW."contactId")
+    EXECUTE FUNCTION plunk_sql.emails_refuse_move();
 
 -- Trigger: an email's first final status settles its recipient: one index
 -- probe per email, and one counter update per campaign per statement, however
@@ -412,3 +650,4 @@ CREATE OR REPLACE TRIGGER plunk_sql_emails_after_delete
 -- keep their tallies in variables. Dropped after the triggers stop calling them.
 DROP FUNCTION IF EXISTS plunk_sql.apply_outcomes(jsonb);
 DROP FUNCTION IF EXISTS plunk_sql.count_outcome(jsonb, text, plunk_sql.recipient_state);
+DROP FUNCTION IF EXISTS plunk_sql.emails_before_move();

@@ -60,6 +60,7 @@ BEGIN
     IF NOT pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('plunk_sql.sweep')) THEN
         RETURN;
     END IF;
+    RETURN QUERY SELECT * FROM plunk_sql.sweep_plunk_writes(v_batch);  -- cancel_settled, run_retired: sql/82_plunk_writes.sql
 
     -- 1. Due schedules first: a big snapshot can take a while, and only the
     -- SCHEDULED campaigns' rows are held meanwhile (no worker can touch them).

@@ -123,19 +123,22 @@ COMMENT ON FUNCTION plunk_sql.resume_campaign(text) IS
 --   1. pending and claimed recipients are settled skipped, reason 'cancelled'
 --      (a worker still holding a claim is refused when it inserts the email:
 --      55000 from the emails INSERT trigger);
---   2. their unsent emails (status PENDING) are deleted, as Plunk deletes
---      unsent rows; the emails DELETE trigger settles those recipients skipped,
---      reason 'email deleted';
---   3. counters through apply_settlement (a transaction-local marker keeps it
---      from declaring the campaign SENT meanwhile);
+--   2. in-flight recipients whose email is still PENDING (never handed to
+--      SMTP) settle skipped, reason 'email deleted', and those emails are
+--      deleted, as Plunk deletes unsent rows;
+--   3. counters: one UPDATE of the campaign_runs row (never through
+--      apply_settlement, so the campaign is never declared SENT meanwhile);
 --   4. emails already SENDING (handed to the provider) stay in flight and
 --      settle by their own outcome later; the campaign stays CANCELLED;
---   5. status: DRAFT when nothing was sent, failed or is still in flight and
---      no worker held a live claim (the snapshot is then removed, so the
---      campaign can be started again; "totalRecipients", "sentCount" reset,
---      "sentAt" cleared), else CANCELLED. A live claim forces CANCELLED because
---      the kept snapshot is what refuses that worker's late email insert (55000);
---      without a snapshot the insert would look like a legacy campaign's.
+--   5. status: DRAFT when nothing was sent or failed and nothing is still in
+--      flight, else CANCELLED. DRAFT retires the run (moved to
+--      plunk_sql.retired_runs / retired_recipients, kept for the record, never
+--      reused): until a new start_campaign every email of the campaign is
+--      refused (55000), a late insert of a worker that still held a claim
+--      included; the next start takes a fresh snapshot. "totalRecipients",
+--      "sentCount" reset, "sentAt" cleared.
+-- The same semantics hold when Plunk cancels a toolkit campaign itself
+-- (sql/82_plunk_writes.sql).
 -- NOTIFY plunk_sql_campaign_finished with status CANCELLED or DRAFT.
 -- Returns the resulting status, 'CANCELLED' or 'DRAFT'.
 --   22004 null id; P0002 unknown campaign; 55000 DRAFT, SENT, CANCELLED, a
@@ -146,11 +149,10 @@ COMMENT ON FUNCTION plunk_sql.resume_campaign(text) IS
 -- FOR UPDATE (no snapshot exists, so nothing precedes it in the order; if a
 -- start won the race, that lock is released by rolling back its
 -- subtransaction before the SENDING path). SENDING: the open recipient rows
--- without email (step 1, under a 100ms lock_timeout, retried: see below), the
--- PENDING emails rows (SKIP LOCKED) and through the trigger their recipients,
--- then the campaign_runs row, then the campaigns row last: the same order as
--- every worker, and no wait while holding rows a worker waits for, so
--- cancelling under load cannot deadlock.
+-- (steps 1-2, under a 100ms lock_timeout, retried: see below), the PENDING
+-- emails rows (SKIP LOCKED), then the campaign_runs row, then the campaigns
+-- row last: the same order as every worker, and no wait while holding rows a
+-- worker waits for, so cancelling under load cannot deadlock.
 CREATE OR REPLACE FUNCTION plunk_sql.cancel_campaign(p_campaign_id text)
 RETURNS text
 LANGUAGE plpgsql
@@ -160,10 +162,12 @@ DECLARE
     v_campaign public.campaigns := plunk_sql.require_campaign(p_campaign_id);
     v_status text;
     v_cancelled integer;
-    v_live_claims integer;
+    v_deleted integer;
+    v_unsent text[];
     v_in_flight integer;
     v_run plunk_sql.campaign_runs;
     v_result text;
+    v_payload text;
     v_now timestamp := plunk_sql.utc_now();
     v_lock_timeout text := pg_catalog.current_setting('lock_timeout');
     v_attempts integer := 0;
@@ -217,10 +221,7 @@ BEGIN
                                         p_campaign_id, v_status);
     END IF;
 
-    -- apply_settlement must not declare the campaign SENT in this transaction.
-    PERFORM pg_catalog.set_config('plunk_sql.cancelling', p_campaign_id, true);
-
-    -- Steps 1 and 2 never wait while holding recipient rows a worker may need:
+    -- Steps 1 to 3 never wait while holding recipient rows a worker may need:
     -- a worker inserting emails locks its claimed recipients in its own order,
     -- so waiting for one of them while holding others could close a cycle.
     -- Instead each attempt runs under a short lock_timeout in a subtransaction;
@@ -230,9 +231,6 @@ BEGIN
         BEGIN
             PERFORM pg_catalog.set_config('lock_timeout', '100ms', true);
 
-            -- A claimed row keeps its lease time: a live lease means a worker
-            -- may still try to insert its email (refused, as the recipient is
-            -- skipped), so the campaign cannot go back to DRAFT (see step 5).
             WITH cancelled AS (
                 UPDATE plunk_sql.recipients AS r
                 SET state = 'skipped',
@@ -240,25 +238,46 @@ BEGIN
                     reason = 'cancelled'
                 WHERE r.campaign_id = p_campaign_id
                   AND r.state IN ('pending', 'claimed')
-                RETURNING r.lease_expires_at
+                RETURNING 1
             )
-            SELECT pg_catalog.count(*)::integer,
-                   pg_catalog.count(*) FILTER (WHERE c.lease_expires_at > pg_catalog.now())::integer
-            INTO v_cancelled, v_live_claims
-            FROM cancelled AS c;
+            SELECT pg_catalog.count(*)::integer INTO v_cancelled FROM cancelled;
 
             -- Emails a worker holds right now are being moved on (SENDING):
             -- skip them, they settle by their own outcome.
-            DELETE FROM public.emails AS e
-            WHERE e.id IN (
+            v_unsent := ARRAY(
                 SELECT m.id
                 FROM plunk_sql.recipients AS r
                 JOIN public.emails AS m ON m.id = r.email_id
                 WHERE r.campaign_id = p_campaign_id
                   AND r.state = 'in_flight'
                   AND m.status::text = 'PENDING'
-                FOR UPDATE OF m SKIP LOCKED)
+                FOR UPDATE OF m SKIP LOCKED);
+            WITH unsent AS (
+                UPDATE plunk_sql.recipients AS r
+                SET state = 'skipped',
+                    settled_at = pg_catalog.now(),
+                    reason = 'email deleted'
+                WHERE r.campaign_id = p_campaign_id
+                  AND r.state = 'in_flight'
+                  AND r.email_id = ANY (v_unsent)
+                RETURNING 1
+            )
+            SELECT pg_catalog.count(*)::integer INTO v_deleted FROM unsent;
+            -- Their recipients are settled already: the DELETE trigger finds none in flight.
+            DELETE FROM public.emails AS e
+            WHERE e.id = ANY (v_unsent)
               AND e.status::text = 'PENDING';
+
+            UPDATE plunk_sql.campaign_runs AS r
+            SET skipped = r.skipped + v_cancelled + v_deleted,
+                paused_at = NULL,
+                finished_at = CASE
+                    WHEN r.total = r.sent + r.failed + r.skipped + v_cancelled + v_deleted
+                        THEN coalesce(r.finished_at, pg_catalog.now())
+                    ELSE r.finished_at
+                END
+            WHERE r.campaign_id = p_campaign_id
+            RETURNING * INTO v_run;
 
             PERFORM pg_catalog.set_config('lock_timeout', v_lock_timeout, true);
             EXIT;
@@ -276,20 +295,21 @@ BEGIN
         END;
     END LOOP;
 
-    PERFORM plunk_sql.apply_settlement(p_campaign_id, 0, 0, v_cancelled);
-
     SELECT pg_catalog.count(*)::integer INTO v_in_flight
     FROM plunk_sql.recipients AS r
     WHERE r.campaign_id = p_campaign_id
       AND r.state = 'in_flight';
 
-    UPDATE plunk_sql.campaign_runs AS r
-    SET paused_at = NULL
-    WHERE r.campaign_id = p_campaign_id
-    RETURNING * INTO v_run;
-
-    v_result := CASE WHEN v_run.sent = 0 AND v_run.failed = 0 AND v_in_flight = 0 AND v_live_claims = 0
+    v_result := CASE WHEN v_run.sent = 0 AND v_run.failed = 0 AND v_in_flight = 0
                      THEN 'DRAFT' ELSE 'CANCELLED' END;
+    v_payload := pg_catalog.json_build_object(
+        'campaign_id', p_campaign_id, 'status', v_result, 'total', v_run.total,
+        'sent', v_run.sent, 'failed', v_run.failed, 'skipped', v_run.skipped)::text;
+
+    IF v_result = 'DRAFT' THEN
+        -- Kept for the record, never reused; late emails are refused from now on.
+        PERFORM plunk_sql._retire_run(p_campaign_id, 'cancel_campaign');
+    END IF;
 
     UPDATE public.campaigns AS c
     SET status = v_result::public."CampaignStatus",
@@ -307,20 +327,16 @@ BEGIN
                                         p_campaign_id);
     END IF;
 
-    PERFORM plunk_sql.notify_finished(p_campaign_id);
-    IF v_result = 'DRAFT' THEN
-        -- The campaign_runs delete trigger removes the snapshot.
-        DELETE FROM plunk_sql.campaign_runs AS r WHERE r.campaign_id = p_campaign_id;
-    END IF;
-    PERFORM pg_catalog.set_config('plunk_sql.cancelling', '', true);
+    PERFORM pg_catalog.pg_notify('plunk_sql_campaign_finished', v_payload);
     RETURN v_result;
 END
 $$;
 
 COMMENT ON FUNCTION plunk_sql.cancel_campaign(text) IS
     'Cancel a SCHEDULED or SENDING campaign: open recipients skipped (cancelled), PENDING emails deleted, '
-    'SENDING emails settle later; returns CANCELLED, or DRAFT when nothing was sent (snapshot removed). '
-    'Errors: 22004 null id, P0002 unknown campaign, 55000 any other status.';
+    'SENDING emails settle later; returns CANCELLED, or DRAFT when nothing was sent (run retired, emails '
+    'refused until a new start). Errors: 22004 null id, P0002 unknown campaign, 55000 any other status, '
+    '55P03 rows kept locked.';
 
 -- plunk_sql.repair_campaign(campaign_id): the seed bug's manual workaround,
 -- done safely, for a campaign stuck SENDING from before plunk_sql was

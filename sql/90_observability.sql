@@ -127,6 +127,13 @@ DROP VIEW IF EXISTS plunk_sql.stuck_campaigns;
 --                              (no sweep running, or the start fails: see the server log);
 --   'sending without snapshot' SENDING from before plunk_sql was installed, untouched for
 --                              stuck_after: plunk_sql.repair_campaign(id) when open_emails = 0.
+--   'cancelled with open recipients'  a toolkit campaign CANCELLED (by the toolkit or by
+--                              Plunk) whose recipients are not all settled, without progress for
+--                              stuck_after: pending/claimed ones are settled by the sweep; in-flight
+--                              ones wait for their email (the sweep fails it after abandon_timeout);
+--   'run not retired'          a toolkit run whose campaign is back in DRAFT or SCHEDULED (Plunk's
+--                              cancel) for stuck_after: the sweep retires it (workers held its rows
+--                              when the status changed); until then a start returns the old count.
 -- Paused campaigns are never listed. Cost: the SENDING and SCHEDULED campaigns
 -- plus their open recipients / open emails, never the settled history.
 CREATE VIEW plunk_sql.stuck_campaigns AS
@@ -198,8 +205,41 @@ CROSS JOIN LATERAL (
 ) AS e
 WHERE c.status::text = 'SENDING'
   AND c."updatedAt" < plunk_sql.utc_now() - cfg.stuck_after
-  AND NOT EXISTS (SELECT 1 FROM plunk_sql.campaign_runs AS run WHERE run.campaign_id = c.id);
+  AND NOT EXISTS (SELECT 1 FROM plunk_sql.campaign_runs AS run WHERE run.campaign_id = c.id)
+UNION ALL
+SELECT run.campaign_id,
+       run.project_id,
+       c.status::text,
+       CASE WHEN c.status::text = 'CANCELLED' THEN 'cancelled with open recipients' ELSE 'run not retired' END,
+       GREATEST(run.started_at, run.progressed_at, c."updatedAt" AT TIME ZONE 'UTC'),
+       run.total,
+       open.n,
+       NULL::integer,
+       false,
+       CASE
+           WHEN c.status::text <> 'CANCELLED'
+               THEN 'SELECT * FROM plunk_sql.sweep() retires the run (workers held its rows)'
+           WHEN open.waiting = 0
+               THEN pg_catalog.format('%s recipients in flight: their emails settle them; the sweep fails emails '
+                                      'still PENDING/SENDING after abandon_timeout', open.n)
+           ELSE 'SELECT * FROM plunk_sql.sweep() settles the pending/claimed ones (cancel_settled)'
+       END
+FROM plunk_sql.campaign_runs AS run
+JOIN public.campaigns AS c ON c.id = run.campaign_id
+CROSS JOIN cfg
+CROSS JOIN LATERAL (
+    SELECT pg_catalog.count(*)::integer AS n,
+           pg_catalog.count(*) FILTER (WHERE r.state IN ('pending', 'claimed'))::integer AS waiting
+    FROM plunk_sql.recipients AS r
+    WHERE r.campaign_id = run.campaign_id
+      AND r.state IN ('pending', 'claimed', 'in_flight')
+) AS open
+WHERE run.kind = 'toolkit'
+  AND ((c.status::text = 'CANCELLED' AND open.n > 0) OR c.status::text IN ('DRAFT', 'SCHEDULED'))
+  AND GREATEST(run.started_at, run.progressed_at, c."updatedAt" AT TIME ZONE 'UTC')
+      < pg_catalog.now() - cfg.stuck_after;
 
 COMMENT ON VIEW plunk_sql.stuck_campaigns IS
-    'Campaigns needing attention: reason no progress / scheduled start overdue / sending without snapshot, '
+    'Campaigns needing attention: reason no progress / scheduled start overdue / sending without snapshot / '
+    'cancelled with open recipients / run not retired, '
     'since when, open recipients or emails, whether repair_campaign applies, and a hint.';

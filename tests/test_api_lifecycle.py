@@ -51,8 +51,9 @@ def test_api__cancel(client, plunk):
     assert client.cancel(untouched) == "DRAFT"  # nothing had left yet
     _, claimed = _started(plunk)
     client.claim(claimed, batch_size=1)
-    assert client.cancel(claimed) == "CANCELLED"  # a live claim keeps the snapshot
-    assert plunk.campaign_row(claimed)["status"] == "CANCELLED"
+    # Nothing left yet: DRAFT even with a live claim (issue 13: the retired run refuses its email).
+    assert client.cancel(claimed) == "DRAFT"
+    assert plunk.campaign_row(claimed)["status"] == "DRAFT"
     with pytest.raises(errors.IllegalTransition):
         client.cancel(claimed)
 
@@ -113,9 +114,9 @@ def test_worker__claims_cancelled_underneath_are_refused_not_sent(db_url, client
         config = WorkerConfig(db_url, cid, SmtpConfig.from_url(sink.url))
         worker = Worker(config, on_event=lambda event, **f: events.append(event))
         worker.load()  # while SENDING: campaign_message refuses a cancelled campaign
-        assert client.cancel(cid) == "CANCELLED"
+        assert client.cancel(cid) == "DRAFT"  # nothing had left: the run is retired
         with psycopg.connect(db_url, autocommit=True) as conn:
             worker._process(conn, SmtpSender(config.smtp), batch)
     assert sink.received == 0
     assert events.count("email_refused") == 3
-    assert client.progress(cid).status == "CANCELLED"
+    assert plunk.campaign_row(cid)["status"] == "DRAFT"

@@ -19,6 +19,8 @@ def test_chaos__short_run_ends_sent_without_violations(capsys):
     assert report.faults.worker_kills >= 1
     assert report.faults.unsubscribes + report.faults.deletes >= 1
     assert report.faults.worker_crashes == 0
+    # Plunk-style cancels of the side campaigns, one per shape (issue 13).
+    assert report.faults.plunk_cancels == len(chaos.PLUNK_CANCEL_SHAPES)
 
 
 def test_chaos__verify_detects_violations(db_url, conn, plunk):

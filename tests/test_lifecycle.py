@@ -145,13 +145,19 @@ def test_lifecycle__cancel_with_nothing_sent_goes_back_to_draft_and_can_restart(
     assert len(plunk.claim(campaign)) == 3
 
 
-def test_lifecycle__cancel_with_a_live_claim_stays_cancelled_and_refuses_its_email(conn, plunk):
+def test_lifecycle__cancel_with_a_live_claim_goes_back_to_draft_and_refuses_its_email(conn, plunk):
+    """Nothing sent: DRAFT even with a live claim; the retired run refuses the late email
+    (issue 13: before, a live claim forced CANCELLED because only a kept snapshot refused it)."""
     project, campaign, _ = sending(plunk, 3)
     claimed = plunk.claim(campaign, batch_size=1)
-    assert call(conn, "cancel_campaign", campaign) == "CANCELLED"
-    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="cancelled"):
+    assert call(conn, "cancel_campaign", campaign) == "DRAFT"
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="retired"):
         plunk.create_emails(campaign, project, [claimed[0][0]])
-    assert states(conn, campaign) == {("skipped", "cancelled"): 3}
+    assert conn.execute(
+        "SELECT state::text, reason, count(*) FROM plunk_sql.retired_recipients"
+        " WHERE campaign_id = %s GROUP BY 1, 2",
+        (campaign,),
+    ).fetchall() == [("skipped", "cancelled", 3)]
     assert plunk.campaign_row(campaign)["sentCount"] == 0
 
 

@@ -107,6 +107,7 @@ def test_migrate__existing_plunk_database_gets_no_drift(empty_db):
         "plunk_sql_emails_after_insert",
         "plunk_sql_emails_after_update",
         "plunk_sql_emails_after_delete",
+        "plunk_sql_emails_refuse_move",  # issue 13
     }
 
 

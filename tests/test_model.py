@@ -35,7 +35,15 @@ PROJECT = "proj-model"
 OPEN = ("pending", "claimed", "in_flight")
 FINAL_STATUSES = ["SENT", "DELIVERED", "OPENED", "BOUNCED", "FAILED"]
 URL: str = ""  # set by the fixture below (hypothesis machines are built by class)
-STATS = {"steps": 0, "blocked_on_a": 0, "a_commits": 0, "a_rollbacks": 0}
+STATS = {
+    "steps": 0,
+    "blocked_on_a": 0,
+    "a_commits": 0,
+    "a_rollbacks": 0,
+    "plunk_cancels": 0,
+    "plunk_drafts": 0,
+    "late_inserts": 0,
+}
 
 
 def outcome(status: str) -> str | None:
@@ -55,7 +63,9 @@ class Model:
     rec: dict[str, str] = field(default_factory=dict)
     reason: dict[str, str | None] = field(default_factory=dict)
     email_of: dict[str, str] = field(default_factory=dict)  # contact -> linked email
-    emails: dict[str, list] = field(default_factory=dict)  # email -> [contact, status]
+    emails: dict[str, list] = field(default_factory=dict)  # email -> [contact, status, stamped]
+    # A run was retired (cancelled back to DRAFT): emails are refused until a new start.
+    retired: bool = False
 
     def settle_check(self) -> None:
         """apply_settlement's rule: SENDING with nothing open -> SENT."""
@@ -76,8 +86,18 @@ class Model:
             if c not in self.deleted and (sub or self.transactional)
         }
         self.reason = dict.fromkeys(self.rec)
+        self.email_of = {}
+        # Emails made before the start are linked (one per contact: a settled one first).
+        for email, (c, status, _) in sorted(
+            self.emails.items(), key=lambda kv: (kv[1][1] in ("PENDING", "SENDING"), kv[0])
+        ):
+            if self.rec.get(c) == "pending":
+                self.rec[c] = outcome(status) or "in_flight"
+                self.reason[c] = "email FAILED" if status == "FAILED" else None
+                self.email_of[c] = email
         self.started = True
         self.status = "SENDING" if self.rec else "SENT"
+        self.settle_check()
         return len(self.rec)
 
     def pick(self, n: int, exclude: set[str] = frozenset()) -> list[str]:
@@ -105,21 +125,43 @@ class Model:
 
     def create_email(self, contact: str, email: str) -> None:
         if contact in self.deleted:
-            raise Expected("23503")
+            raise Expected("23503")  # the emails foreign key, before any trigger
+        if not self.started:
+            if self.retired and self.status != "SENDING":
+                raise Expected("55000")  # cancelled back to DRAFT: nothing until a new start
+            self.emails[email] = [contact, "PENDING", False]  # not the toolkit's (yet)
+            return
+        if self.status != "SENDING":
+            raise Expected("55000")  # a stopped campaign mails nobody
         state = self.rec.get(contact)
-        if state is None:
+        if state == "pending":
+            # No claim: the claim's re-check (paused, unsubscribed) or a refusal.
+            if self.paused or (not self.transactional and not self.subscribed[contact]):
+                raise Expected("55000")
+        elif state is None:
             raise Expected("23503")
-        if state == "skipped":
+        elif state == "skipped":
             raise Expected("55000")
-        if state in ("in_flight", "sent", "failed"):
+        elif state in ("in_flight", "sent", "failed"):
             raise Expected("23505")
-        self.emails[email] = [contact, "PENDING"]
+        self.emails[email] = [contact, "PENDING", False]
         self.rec[contact] = "in_flight"
         self.email_of[contact] = email
 
+    def would_wait_for_a(self, contact: str, a_open) -> bool:
+        """An email for a row A's open claim locked waits for A only if its statement reaches
+        the link: the unclaimed re-check (made on the committed, pending row) passed."""
+        if not a_open or contact not in a_open or contact in self.deleted:
+            return False
+        if not self.started or self.status != "SENDING" or self.rec.get(contact) != "pending":
+            return False
+        return not (self.paused or (not self.transactional and not self.subscribed[contact]))
+
     def set_status(self, email: str, status: str) -> None:
-        contact, _ = self.emails[email]
+        contact = self.emails[email][0]
         self.emails[email][1] = status
+        if outcome(status) == "sent":
+            self.emails[email][2] = True  # "sentAt" stamped
         if (
             self.started
             and self.email_of.get(contact) == email
@@ -132,7 +174,7 @@ class Model:
 
     def delete_contact(self, contact: str) -> None:
         self.deleted.add(contact)
-        for email, (c, _) in list(self.emails.items()):
+        for email, (c, *_) in list(self.emails.items()):
             if c == contact:
                 del self.emails[email]
                 if self.email_of.get(c) == email and self.rec.get(c) == "in_flight":
@@ -144,8 +186,6 @@ class Model:
             raise Expected("55000")  # DRAFT (no SCHEDULED in this model), legacy, SENT
         if self.status != "SENDING":
             raise Expected("55000")
-        # A live claim (every claim here has a 1-hour lease) keeps the snapshot: CANCELLED.
-        live_claims = any(s == "claimed" for s in self.rec.values())
         for c, s in self.rec.items():
             if s in ("pending", "claimed"):
                 self.rec[c], self.reason[c] = "skipped", "cancelled"
@@ -156,12 +196,31 @@ class Model:
                 self.rec[c], self.reason[c] = "skipped", "email deleted"
         self.paused = False
         counts = self.counts()
-        if counts["sent"] == counts["failed"] == counts["in_flight"] == 0 and not live_claims:
-            self.status, self.started = "DRAFT", False
-            self.rec, self.reason, self.email_of = {}, {}, {}
+        if counts["sent"] == counts["failed"] == counts["in_flight"] == 0:
+            # A live claim no longer keeps the snapshot: the retired run refuses its email.
+            self.retire()
             return "DRAFT"
         self.status = "CANCELLED"
         return "CANCELLED"
+
+    def retire(self) -> None:
+        self.status, self.started, self.retired, self.paused = "DRAFT", False, True, False
+        self.rec, self.reason, self.email_of = {}, {}, {}
+
+    def plunk_cancel(self) -> None:
+        """Plunk's cancel status write: open recipients without email settle skipped."""
+        self.status = "CANCELLED"
+        for c, s in self.rec.items():
+            if s in ("pending", "claimed"):
+                self.rec[c], self.reason[c] = "skipped", "cancelled"
+
+    def plunk_cleanup(self) -> None:
+        """Plunk's cleanup job: every email never stamped is deleted."""
+        for email, (c, _, stamped) in list(self.emails.items()):
+            if not stamped:
+                del self.emails[email]
+                if self.email_of.get(c) == email and self.rec.get(c) == "in_flight":
+                    self.rec[c], self.reason[c] = "skipped", "email deleted"
 
     def counts(self) -> dict[str, int]:
         out = dict.fromkeys((*OPEN, "sent", "failed", "skipped"), 0)
@@ -263,7 +322,8 @@ class CampaignMachine(RuleBasedStateMachine):
     )
     def setup(self, n: int, unsub: set[int], transactional: bool) -> None:
         self.obs.execute(
-            "TRUNCATE public.projects, plunk_sql.recipients, plunk_sql.campaign_runs CASCADE"
+            "TRUNCATE public.projects, plunk_sql.recipients, plunk_sql.campaign_runs,"
+            " plunk_sql.retired_runs CASCADE"
         )
         self.obs.execute(
             'INSERT INTO public.projects (id, name, public, secret, "updatedAt")'
@@ -333,9 +393,37 @@ class CampaignMachine(RuleBasedStateMachine):
     def end_open_transaction(self, commit: bool) -> None:
         self.end_a(commit)
 
-    @precondition(lambda self: self.model is not None and self.model.started)
+    @precondition(lambda self: self.model is not None)
     @rule(i=st.integers(0, 5), commit=st.booleans())
     def create_email(self, i: int, commit: bool) -> None:
+        """Any sender, claimed or not: before the start, during the send, after a cancel (a
+        late insert). Before any start, one email per contact (the toolkit cannot undo
+        duplicates made before it was asked)."""
+        contact = self.contact(i)
+        m = self.model
+        if not m.started and any(c == contact for c, *_ in m.emails.values()):
+            return
+        self.insert_email(contact, commit)
+
+    @precondition(lambda self: self.model is not None and self.model.started)
+    @rule(data=st.data(), commit=st.booleans())
+    def plunk_sender_insert(self, data, commit: bool) -> None:
+        """Plunk's own sender (or a worker skipping claim_batch): an email for a recipient
+        nobody claimed, with Plunk's exact INSERT."""
+        pending = sorted(c for c, s in self.model.rec.items() if s == "pending")
+        if not pending:
+            return
+        self.insert_email(data.draw(st.sampled_from(pending)), commit)
+
+    @precondition(
+        lambda self: (
+            self.model is not None and (self.model.retired or self.model.status == "CANCELLED")
+        )
+    )
+    @rule(i=st.integers(0, 5), commit=st.booleans())
+    def late_insert(self, i: int, commit: bool) -> None:
+        """A slow worker's email after a cancel (its claim settled, or the run retired)."""
+        STATS["late_inserts"] += 1
         self.insert_email(self.contact(i), commit)
 
     @precondition(lambda self: bool(self.a_open))
@@ -346,13 +434,14 @@ class CampaignMachine(RuleBasedStateMachine):
 
     def insert_email(self, contact: str, commit: bool) -> None:
         email = str(uuid.uuid4())
-        # The FK check (contact deleted) fails before the link trigger would wait for A.
-        waits_for_a = bool(self.a_open) and contact in self.a_open
-        waits_for_a = waits_for_a and contact not in self.model.deleted
+        # The FK check (contact deleted) and the unclaimed re-check fail before the link waits.
+        waits_for_a = self.model.would_wait_for_a(contact, self.a_open)
         result, blocked = self.run_b(
-            'INSERT INTO public.emails (id, "contactId", subject, body, "from", "sourceType",'
-            ' "campaignId", "projectId", "updatedAt") VALUES (%s, %s, \'s\', \'b\','
-            " 'f@example.com', 'CAMPAIGN', %s, %s, timezone('UTC', now())) RETURNING id",
+            'INSERT INTO "public"."emails" ("id","contactId","subject","body","from","sourceType",'
+            '"campaignId","status","projectId","createdAt","updatedAt") VALUES (%s,%s,\'s\',\'b\','
+            "'f@example.com',CAST('CAMPAIGN'::text AS \"public\".\"EmailSourceType\"),%s,"
+            "CAST('PENDING'::text AS \"public\".\"EmailStatus\"),%s,timezone('UTC', now()),"
+            "timezone('UTC', now())) RETURNING id",
             (email, contact, CAMPAIGN, PROJECT),
             commit,
         )
@@ -373,8 +462,10 @@ class CampaignMachine(RuleBasedStateMachine):
         email = data.draw(st.sampled_from(sorted(self.model.emails)))
         result, _ = self.run_b(
             'UPDATE public.emails SET status = %s::"EmailStatus",'
+            " \"sentAt\" = CASE WHEN %s IN ('SENT', 'DELIVERED', 'OPENED', 'BOUNCED')"
+            ' THEN coalesce("sentAt", timezone(\'UTC\', now())) ELSE "sentAt" END,'
             " \"updatedAt\" = timezone('UTC', now()) WHERE id = %s RETURNING id",
-            (status, email),
+            (status, status, email),
             commit,
         )
         self.expect(result, None)
@@ -456,6 +547,46 @@ class CampaignMachine(RuleBasedStateMachine):
             return
         assert self.expect(result, None) == [(status,)]
 
+    @precondition(lambda self: self.a_open is None and self.model is not None)
+    @rule(shape=st.sampled_from(["kept", "deleted", "draft"]))
+    def plunk_cancel(self, shape: str) -> None:
+        """Plunk's cancel, with its exact statements, in each of its three shapes: CANCELLED
+        with unsent emails kept, CANCELLED with them deleted, then DRAFT when none left.
+        (With no open claim in A: the trigger then never has to leave work to the sweep.)"""
+        m = self.model
+        if m.status not in ("SENDING", "CANCELLED"):
+            return  # Plunk's API refuses (HTTP 400): no statement
+        if m.status == "SENDING":
+            self.b.execute(
+                'UPDATE "public"."campaigns" SET "status" = CAST(\'CANCELLED\'::text AS'
+                ' "public"."CampaignStatus"), "updatedAt" = timezone(\'UTC\', now())'
+                ' WHERE ("public"."campaigns"."id" = %s AND 1=1)',
+                (CAMPAIGN,),
+            )
+            m.plunk_cancel()
+            STATS["plunk_cancels"] += 1
+        if shape == "kept":
+            return
+        self.b.execute(
+            'DELETE FROM "public"."emails" WHERE ("public"."emails"."campaignId" = %s'
+            ' AND "public"."emails"."sentAt" IS NULL AND "public"."emails"."createdAt" <= %s)',
+            (CAMPAIGN, "2999-01-01"),
+        )
+        m.plunk_cleanup()
+        if shape == "draft" and not any(stamped for *_, stamped in m.emails.values()):
+            self.b.execute(
+                'UPDATE "public"."campaigns" SET "status" = CAST(\'DRAFT\'::text AS'
+                ' "public"."CampaignStatus"), "sentCount" = 0, "sentAt" = NULL,'
+                ' "scheduledFor" = NULL, "updatedAt" = timezone(\'UTC\', now())'
+                ' WHERE ("public"."campaigns"."id" = %s AND 1=1)',
+                (CAMPAIGN,),
+            )
+            STATS["plunk_drafts"] += 1
+            if m.started:
+                m.retire()
+            else:
+                m.status = "DRAFT"
+
     @precondition(lambda self: self.has_lifecycle)
     @rule(commit=st.booleans())
     def repair(self, commit: bool) -> None:
@@ -489,7 +620,7 @@ class CampaignMachine(RuleBasedStateMachine):
                 'SELECT id, status::text FROM public.emails WHERE "campaignId" = %s', (CAMPAIGN,)
             ).fetchall()
         )
-        assert emails == {e: s for e, (_, s) in m.emails.items()}
+        assert emails == {e: s for e, (_, s, *_) in m.emails.items()}
         run = self.obs.execute(
             "SELECT total, sent, failed, skipped, paused_at IS NOT NULL"
             " FROM plunk_sql.campaign_runs WHERE campaign_id = %s",
@@ -540,7 +671,7 @@ def test_model__campaign_state_machine(model_db):
     URL = model_db
     examples = os.environ.get("PLUNK_SQL_MODEL_EXAMPLES")
     CampaignMachine.TestCase.settings = settings(
-        max_examples=int(examples or "25"),
+        max_examples=int(examples or "40"),
         # Reproducible in CI (the interleaving counts below hold); a longer search is random.
         derandomize=examples is None,
         stateful_step_count=30,
@@ -553,3 +684,5 @@ def test_model__campaign_state_machine(model_db):
     # The interleavings were exercised: B waited for A's open claim, and both endings occurred.
     assert STATS["blocked_on_a"] > 0
     assert STATS["a_commits"] > 0 and STATS["a_rollbacks"] > 0
+    # Plunk's cancel (to DRAFT too) and late inserts after a stop were exercised.
+    assert STATS["plunk_cancels"] > 0 and STATS["plunk_drafts"] > 0 and STATS["late_inserts"] > 0

@@ -12,6 +12,11 @@ Meanwhile a driver SIGKILLs workers (and starts replacements), terminates random
 unsubscribes, edits and deletes contacts that are still pending, pauses and resumes the
 campaign, runs sweeps concurrently, and restarts PostgreSQL once with `-m immediate`.
 
+Beside the main campaign the same workers send a few smaller ones that the driver cancels the
+way Plunk's own code does (issue 13), one per shape, with Plunk's statements: CANCELLED with
+the unsent emails kept, CANCELLED with them deleted, and CANCELLED then back to DRAFT (when no
+email of it was stamped sent); a campaign back in DRAFT is started again and must really send.
+
 At the end everything is checked from the rows (see `verify`), figures are printed, and the
 exit status is 1 when any violation was found.
 
@@ -61,7 +66,17 @@ CREATE TABLE IF NOT EXISTS chaos.outbox (
     email_id text NOT NULL,
     contact_id text NOT NULL,
     worker text NOT NULL,
-    at timestamptz NOT NULL DEFAULT clock_timestamp()
+    at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    campaign_id text
+);
+-- Plunk-style cancels the driver made: when the cancel committed (UTC, as "createdAt"), its
+-- shape, the status it left, and when a campaign back in DRAFT was started again.
+CREATE TABLE IF NOT EXISTS chaos.plunk_cancels (
+    campaign_id text PRIMARY KEY,
+    shape text NOT NULL,
+    cancelled_at timestamp NOT NULL,
+    result text,
+    restarted_at timestamp
 );
 """
 
@@ -90,9 +105,9 @@ def _settle(conn: psycopg.Connection, email_ids: list[str], worker: str) -> None
         "      \"updatedAt\" = timezone('UTC', now())"
         "  FROM unnest(%s::text[], %s::boolean[]) AS f(id, fails)"
         "  WHERE e.id = f.id AND e.status::text IN ('PENDING', 'SENDING') AND e.\"sentAt\" IS NULL"
-        '  RETURNING e.id, e."contactId", e.status::text AS status'
-        ") INSERT INTO chaos.outbox (email_id, contact_id, worker)"
-        " SELECT u.id, u.\"contactId\", %s FROM u WHERE u.status = 'SENT'",
+        '  RETURNING e.id, e."contactId", e."campaignId", e.status::text AS status'
+        ") INSERT INTO chaos.outbox (email_id, contact_id, worker, campaign_id)"
+        ' SELECT u.id, u."contactId", %s, u."campaignId" FROM u WHERE u.status = \'SENT\'',
         (email_ids, [_fails(i) for i in email_ids], worker),
     )
 
@@ -104,9 +119,9 @@ def _insert_emails(
     whose lease expired and was claimed again), fall back to one row at a time."""
     sql = (
         'INSERT INTO public.emails (id, "contactId", subject, body, "from", "sourceType",'
-        ' "campaignId", "projectId", "updatedAt")'
+        ' "campaignId", "projectId", "createdAt", "updatedAt")'
         " SELECT gen_random_uuid()::text, k, 'Hello', '<p>Hi</p>', 'news@example.com', 'CAMPAIGN',"
-        " %s, %s, timezone('UTC', now()) FROM unnest(%s::text[]) AS k"
+        " %s, %s, timezone('UTC', now()), timezone('UTC', now()) FROM unnest(%s::text[]) AS k"
         ' RETURNING id, "contactId"'
     )
     try:
@@ -131,9 +146,11 @@ def _insert_emails(
     return ids
 
 
-def worker_main(url: str, campaign: str, project: str, batch: int, lease: str) -> int:
+def worker_main(url: str, campaigns: str, project: str, batch: int, lease: str) -> int:
+    """campaigns: comma-separated ids; each round works on one of them, drawn at random."""
     name = f"{WORKER_APP}-{os.getpid()}"
     rnd = random.Random()
+    all_campaigns = campaigns.split(",")
     conn: psycopg.Connection | None = None
     iteration = 0
     while True:
@@ -142,6 +159,7 @@ def worker_main(url: str, campaign: str, project: str, batch: int, lease: str) -
                 conn = psycopg.connect(
                     url, autocommit=True, application_name=name, connect_timeout=5
                 )
+            campaign = rnd.choice(all_campaigns)
             rows = conn.execute(
                 "INSERT INTO chaos.claim_log (contact_id, worker, snap)"
                 " SELECT c.contact_id, %s, pg_current_snapshot()"
@@ -154,18 +172,24 @@ def worker_main(url: str, campaign: str, project: str, batch: int, lease: str) -
                 # Drive emails whose worker died (the job queue's retry): now and then, and
                 # whenever there is nothing to claim.
                 stale = conn.execute(
-                    'SELECT id FROM public.emails WHERE "campaignId" = %s'
+                    'SELECT id FROM public.emails WHERE "campaignId" = ANY(%s)'
                     " AND status::text IN ('PENDING', 'SENDING')"
                     " AND \"updatedAt\" < timezone('UTC', now()) - interval '3 seconds'"
                     " ORDER BY id LIMIT 200",
-                    (campaign,),
+                    (all_campaigns,),
                 ).fetchall()
                 _settle(conn, [r[0] for r in stale], name)
             if not rows:
-                status = conn.execute(
-                    "SELECT status::text FROM public.campaigns WHERE id = %s", (campaign,)
-                ).fetchone()
-                if status is None or status[0] != "SENDING":
+                # Done when no campaign sends (DRAFT: about to be restarted) and no email of a
+                # cancelled one is left for the job queue to drive.
+                busy = conn.execute(
+                    "SELECT EXISTS (SELECT 1 FROM public.campaigns WHERE id = ANY(%s)"
+                    " AND status::text IN ('SENDING', 'DRAFT'))"
+                    ' OR EXISTS (SELECT 1 FROM public.emails WHERE "campaignId" = ANY(%s)'
+                    " AND status::text IN ('PENDING', 'SENDING'))",
+                    (all_campaigns, all_campaigns),
+                ).fetchone()[0]
+                if not busy:
                     return 0
                 time.sleep(0.1 + rnd.random() * 0.2)
                 continue
@@ -199,6 +223,9 @@ class Faults:
     sweeps: int = 0
     concurrent_sweep_rounds: int = 0
     restarts: int = 0
+    # Plunk's own cancel (issue 13), one campaign per shape, and restarts of those back in DRAFT.
+    plunk_cancels: int = 0
+    plunk_drafts_restarted: int = 0
     # Not injected: workers that died on their own (an unexpected error). Should stay 0.
     worker_crashes: int = 0
 
@@ -217,6 +244,8 @@ class Report:
     claims_handed_out: int = 0
     opted_out: dict[str, int] = field(default_factory=dict)
     violations: dict[str, int] = field(default_factory=dict)
+    # Plunk-style cancels: shape -> "result of the cancel (status at the end)".
+    plunk_cancels: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -233,6 +262,8 @@ class Report:
             f"recipients handed out by claims={self.claims_handed_out}",
             "contacts opted out during the send: "
             + ", ".join(f"{k}={v}" for k, v in sorted(self.opted_out.items())),
+            "plunk cancels: "
+            + ", ".join(f"{k}={v}" for k, v in sorted(self.plunk_cancels.items())),
             "violations: " + ", ".join(f"{k}={v}" for k, v in self.violations.items()),
             "RESULT: " + ("OK, no violations" if self.ok else "VIOLATIONS FOUND"),
         ]
@@ -243,8 +274,15 @@ def has_function(conn: psycopg.Connection, signature: str) -> bool:
     return bool(conn.execute("SELECT to_regprocedure(%s) IS NOT NULL", (signature,)).fetchone()[0])
 
 
-def setup(url: str, recipients: int) -> tuple[str, str]:
-    """Plunk tables + toolkit + chaos tables, `recipients` contacts, one started campaign."""
+# "draft" first: cancelled at the first tick, before any of its mail left (as Plunk then
+# returns it to DRAFT).
+PLUNK_CANCEL_SHAPES = ("draft", "kept", "deleted")
+
+
+def setup(url: str, recipients: int) -> tuple[str, str, list[str]]:
+    """Plunk tables + toolkit + chaos tables, `recipients` contacts, one started campaign,
+    and one smaller started campaign per Plunk cancel shape (returned in PLUNK_CANCEL_SHAPES
+    order)."""
     migrate(url, with_plunk_tables=True)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(CHAOS_DDL)
@@ -270,13 +308,46 @@ def setup(url: str, recipients: int) -> tuple[str, str]:
         )
         total = conn.execute("SELECT plunk_sql.start_campaign(%s)", (campaign,)).fetchone()[0]
         assert total == recipients, (total, recipients)
+        targets = []
+        size = max(20, min(500, recipients // 10))
+        for shape in PLUNK_CANCEL_SHAPES:
+            target = str(uuid.uuid4())
+            conn.execute(
+                'INSERT INTO public.campaigns (id, name, subject, body, "from", "projectId",'
+                ' "audienceType", "audienceCondition", "updatedAt")'
+                " VALUES (%s, %s, 'Hi', '<p>Hi</p>', 'news@example.com', %s, 'FILTERED', %s,"
+                " timezone('UTC', now()))",
+                (
+                    target,
+                    f"chaos plunk cancel {shape}",
+                    project,
+                    json.dumps(
+                        {
+                            "logic": "AND",
+                            "groups": [
+                                {
+                                    "filters": [
+                                        {
+                                            "field": "data.n",
+                                            "operator": "lessThan",
+                                            "value": size + 1,
+                                        }
+                                    ]
+                                }
+                            ],
+                        }
+                    ),
+                ),
+            )
+            conn.execute("SELECT plunk_sql.start_campaign(%s)", (target,))
+            targets.append(target)
         if has_function(conn, "plunk_sql.sweep()"):
             # Killed workers leave claims and emails behind: short timeouts so the run ends.
             with contextlib.suppress(psycopg.Error):
                 conn.execute(
                     "UPDATE plunk_sql.settings SET value = '60 seconds' WHERE key = 'abandon_timeout'"
                 )
-    return project, campaign
+    return project, campaign, targets
 
 
 class Driver:
@@ -295,8 +366,12 @@ class Driver:
         timeout: float,
         fault_rate: float = 1.0,
         log=print,
+        cancel_targets: list[str] | None = None,
     ) -> None:
         self.fault_rate = fault_rate
+        # Campaigns cancelled the way Plunk does, one per shape of PLUNK_CANCEL_SHAPES.
+        self.cancel_targets = list(cancel_targets or [])
+        self.cancel_pending = list(zip(self.cancel_targets, PLUNK_CANCEL_SHAPES, strict=False))
         self.cluster = cluster
         self.url = url
         self.campaign = campaign
@@ -314,7 +389,8 @@ class Driver:
 
     # -- processes
     def spawn(self) -> None:
-        cmd = [sys.executable, "-m", "plunk_sql.testing.chaos", "worker", self.url, self.campaign,
+        campaigns = ",".join([self.campaign, *self.cancel_targets])
+        cmd = [sys.executable, "-m", "plunk_sql.testing.chaos", "worker", self.url, campaigns,
                self.project, str(self.batch), self.lease]  # fmt: skip
         self.procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL))
 
@@ -465,6 +541,78 @@ class Driver:
             raise errors[0]
         self.faults.concurrent_sweep_rounds += 1
 
+    def plunk_cancel(self, conn: psycopg.Connection, campaign: str, shape: str) -> None:
+        """Plunk's cancel with its own statements (plunk-facts.md): CANCELLED at once; for
+        'deleted' and 'draft' its cleanup deletes the unsent emails made before the cancel,
+        1,000 per statement; for 'draft', when no email of it was ever stamped sent, back to
+        DRAFT with its counters cleared; the driver then starts it again."""
+        conn.execute(
+            'UPDATE "public"."campaigns" SET "status" = CAST(\'CANCELLED\'::text AS'
+            ' "public"."CampaignStatus"), "updatedAt" = timezone(\'UTC\', now())'
+            ' WHERE ("public"."campaigns"."id" = %s AND 1=1)',
+            (campaign,),
+        )
+        conn.execute(
+            "INSERT INTO chaos.plunk_cancels (campaign_id, shape, cancelled_at)"
+            " VALUES (%s, %s, timezone('UTC', clock_timestamp()))",
+            (campaign, shape),
+        )
+        self.faults.plunk_cancels += 1
+        result = "CANCELLED"
+        if shape in ("deleted", "draft"):
+            while True:
+                ids = [
+                    r[0]
+                    for r in conn.execute(
+                        'SELECT "id" FROM "public"."emails" WHERE "campaignId" = %s'
+                        ' AND "sentAt" IS NULL AND "createdAt" <= (SELECT cancelled_at'
+                        " FROM chaos.plunk_cancels WHERE campaign_id = %s) LIMIT 1000",
+                        (campaign, campaign),
+                    ).fetchall()
+                ]
+                if not ids:
+                    break
+                conn.execute('DELETE FROM "public"."emails" WHERE "id" = ANY(%s)', (ids,))
+        if (
+            shape == "draft"
+            and not conn.execute(
+                'SELECT 1 FROM "public"."emails" WHERE "campaignId" = %s AND "sentAt" IS NOT NULL LIMIT 1',
+                (campaign,),
+            ).fetchone()
+        ):
+            conn.execute(
+                'UPDATE "public"."campaigns" SET "status" = CAST(\'DRAFT\'::text AS'
+                ' "public"."CampaignStatus"), "sentCount" = 0, "deliveredCount" = 0,'
+                ' "openedCount" = 0, "clickedCount" = 0, "bouncedCount" = 0, "sentAt" = NULL,'
+                ' "scheduledFor" = NULL, "updatedAt" = timezone(\'UTC\', now())'
+                ' WHERE ("public"."campaigns"."id" = %s AND 1=1)',
+                (campaign,),
+            )
+            result = "DRAFT"
+            # A later start takes a fresh snapshot and really sends.
+            conn.execute("SELECT plunk_sql.start_campaign(%s)", (campaign,))
+            conn.execute(
+                "UPDATE chaos.plunk_cancels SET restarted_at = timezone('UTC', clock_timestamp())"
+                " WHERE campaign_id = %s",
+                (campaign,),
+            )
+            self.faults.plunk_drafts_restarted += 1
+        conn.execute(
+            "UPDATE chaos.plunk_cancels SET result = %s WHERE campaign_id = %s", (result, campaign)
+        )
+
+    def cancels_done(self, conn: psycopg.Connection) -> bool:
+        """Every cancelled campaign has nothing open (the restarted one is SENT)."""
+        if not self.cancel_targets:
+            return True
+        return conn.execute(
+            "SELECT NOT EXISTS (SELECT 1 FROM public.campaigns AS c WHERE c.id = ANY(%s)"
+            " AND c.status::text IN ('SENDING', 'DRAFT', 'SCHEDULED'))"
+            " AND NOT EXISTS (SELECT 1 FROM plunk_sql.recipients AS r WHERE r.campaign_id = ANY(%s)"
+            " AND r.state IN ('pending', 'claimed', 'in_flight'))",
+            (self.cancel_targets, self.cancel_targets),
+        ).fetchone()[0]
+
     def restart_server(self) -> None:
         self.log("chaos: restarting PostgreSQL with -m immediate")
         self.cluster.restart("immediate")
@@ -498,7 +646,11 @@ class Driver:
                         conn = self.connect()
                     status, settled, paused = self.progress(conn)
                     if status != "SENDING":
-                        break
+                        if self.cancels_done(conn):
+                            break
+                        self.sweep(conn)  # the cancelled ones' last in-flight emails
+                        time.sleep(0.5)
+                        continue
                     if paused and self.has_pause:
                         # A pause whose resume was cut off by a fault: resume now.
                         conn.execute("SELECT plunk_sql.resume_campaign(%s)", (self.campaign,))
@@ -511,6 +663,10 @@ class Driver:
                     if now - last_sweep > 1.0:
                         self.sweep(conn)
                         last_sweep = now
+                    done = len(self.cancel_targets) - len(self.cancel_pending)
+                    if self.cancel_pending and share >= 0.1 * done:
+                        target, shape = self.cancel_pending.pop(0)
+                        self.plunk_cancel(conn, target, shape)
                     if self.restart_pending and share > 0.4:
                         conn.close()
                         self.restart_server()
@@ -584,7 +740,7 @@ VIOLATION_QUERIES = {
     ),
     # ... and at most one message handed to SMTP per contact.
     "duplicate_messages": (
-        "SELECT count(*) FROM (SELECT contact_id FROM chaos.outbox GROUP BY contact_id"
+        "SELECT count(*) FROM (SELECT contact_id FROM chaos.outbox GROUP BY campaign_id, contact_id"
         " HAVING count(*) > 1) AS d"
     ),
     # A sent recipient's mail went out (its email is in the outbox), and only sent ones did.
@@ -594,7 +750,7 @@ VIOLATION_QUERIES = {
     ),
     "message_for_recipient_not_sent": (
         "SELECT count(*) FROM chaos.outbox AS o JOIN plunk_sql.recipients AS r"
-        " ON r.campaign_id = %(c)s AND r.contact_id = o.contact_id"
+        " ON r.campaign_id = o.campaign_id AND r.contact_id = o.contact_id"
         " WHERE r.state <> 'sent' OR r.email_id <> o.email_id"
     ),
     # Invariant 5: no claim handed out a contact whose opt-out it could see, and mailed it.
@@ -613,6 +769,37 @@ VIOLATION_QUERIES = {
     "emails_not_final": (
         'SELECT count(*) FROM public.emails WHERE "campaignId" = %(c)s'
         " AND status::text IN ('PENDING', 'SENDING')"
+    ),
+    # Plunk-style cancels (issue 13): each cancelled campaign ended with nothing open, CANCELLED
+    # (or SENT after its restart from DRAFT), counters equal to a recount ...
+    "cancelled_recipients_open": (
+        "SELECT count(*) FROM plunk_sql.recipients AS r JOIN chaos.plunk_cancels AS p"
+        " ON p.campaign_id = r.campaign_id WHERE r.state IN ('pending', 'claimed', 'in_flight')"
+    ),
+    "cancelled_not_ended": (
+        "SELECT count(*) FROM chaos.plunk_cancels AS p JOIN public.campaigns AS c ON c.id = p.campaign_id"
+        " WHERE c.status::text <> CASE WHEN p.restarted_at IS NULL THEN 'CANCELLED' ELSE 'SENT' END"
+    ),
+    "cancelled_counters_differ_from_recount": (
+        "SELECT count(*) FROM plunk_sql.campaign_runs AS r JOIN chaos.plunk_cancels AS p"
+        " ON p.campaign_id = r.campaign_id JOIN public.campaigns AS c ON c.id = r.campaign_id WHERE"
+        " r.total <> (SELECT count(*) FROM plunk_sql.recipients AS x WHERE x.campaign_id = r.campaign_id)"
+        " OR r.sent <> (SELECT count(*) FROM plunk_sql.recipients AS x WHERE x.campaign_id = r.campaign_id"
+        " AND x.state = 'sent')"
+        " OR r.sent + r.failed + r.skipped <> r.total"
+        ' OR c."sentCount" <> r.sent OR c."totalRecipients" <> r.total'
+    ),
+    # ... no email made for it well after the cancel committed (a claim that raced the cancel
+    # may still land: 2 s of grace) until it was started again ...
+    "email_after_cancel": (
+        "SELECT count(*) FROM public.emails AS e JOIN chaos.plunk_cancels AS p"
+        ' ON p.campaign_id = e."campaignId" WHERE e."createdAt" > p.cancelled_at + interval \'2 seconds\''
+        ' AND (p.restarted_at IS NULL OR e."createdAt" < p.restarted_at)'
+    ),
+    # ... and a run sent back to DRAFT was retired, not reused.
+    "draft_run_not_retired": (
+        "SELECT count(*) FROM chaos.plunk_cancels AS p WHERE p.result = 'DRAFT'"
+        " AND NOT EXISTS (SELECT 1 FROM plunk_sql.retired_runs AS rr WHERE rr.campaign_id = p.campaign_id)"
     ),
 }
 
@@ -640,7 +827,16 @@ def verify(conn: psycopg.Connection, campaign: str, report: Report) -> Report:
     report.emails = conn.execute(
         'SELECT count(*) FROM public.emails WHERE "campaignId" = %s', (campaign,)
     ).fetchone()[0]
-    report.mailed = conn.execute("SELECT count(*) FROM chaos.outbox").fetchone()[0]
+    report.mailed = conn.execute(
+        "SELECT count(*) FROM chaos.outbox WHERE campaign_id = %s", (campaign,)
+    ).fetchone()[0]
+    report.plunk_cancels = {
+        shape: f"{result} ({status})"
+        for shape, result, status in conn.execute(
+            "SELECT p.shape, p.result, c.status::text FROM chaos.plunk_cancels AS p"
+            " JOIN public.campaigns AS c ON c.id = p.campaign_id ORDER BY p.shape"
+        ).fetchall()
+    }
     report.claims_handed_out = conn.execute("SELECT count(*) FROM chaos.claim_log").fetchone()[0]
     report.opted_out = dict(
         conn.execute(
@@ -678,10 +874,11 @@ def run(
     cluster = start_cluster(fast_unsafe=False, settings={"max_connections": "100"})
     try:
         url = cluster.url()
-        project, campaign = setup(url, recipients)
+        project, campaign, targets = setup(url, recipients)
         driver = Driver(
             cluster, url, campaign, project, workers=workers, batch=batch, lease=lease,
             restart=restart, seed=seed, timeout=timeout, fault_rate=fault_rate, log=log,
+            cancel_targets=targets,
         )  # fmt: skip
         report = Report(recipients=recipients, workers=workers, faults=driver.faults)
         try:
