@@ -215,6 +215,7 @@ BEGIN
             -- Refusal: a stopped campaign (cancelled by the toolkit or Plunk, or SENT) mails nobody.
             RAISE EXCEPTION USING
                 ERRCODE = 'object_not_in_prerequisite_state',
+                SCHEMA = 'plunk_sql',
                 MESSAGE = pg_catalog.format('campaign %s is %s: no email may be created for it',
                                             v_email.campaign_id, v_status),
                 HINT = 'A worker holding a claim of a cancelled campaign drops it; see plunk_sql.campaign_progress.';
@@ -275,6 +276,7 @@ BEGIN
             -- Refusal (toolkit runs only: retired_runs.kind = 'toolkit' above).
             RAISE EXCEPTION USING
                 ERRCODE = 'object_not_in_prerequisite_state',
+                SCHEMA = 'plunk_sql',
                 MESSAGE = pg_catalog.format('campaign %s was cancelled back to %s and its plunk_sql run retired: '
                                             'no email may be created until it is started again',
                                             v_refusal.campaign_id, v_refusal.status),
@@ -330,6 +332,7 @@ BEGIN
                 IF FOUND THEN
                     RAISE EXCEPTION USING
                         ERRCODE = 'object_not_in_prerequisite_state',
+                        SCHEMA = 'plunk_sql',
                         MESSAGE = pg_catalog.format('address %s (project %s) was not claimed and may not be mailed: %s',
                                                     v_refusal.contact_id, v_refusal.campaign_id, v_refusal.why),
                         HINT = 'Claim recipients with plunk_sql.claim_batch and mail only the rows it returns.';
@@ -340,6 +343,7 @@ BEGIN
             -- Refusal (toolkit runs only: run.kind = 'toolkit' above).
             RAISE EXCEPTION USING
                 ERRCODE = 'object_not_in_prerequisite_state',
+                SCHEMA = 'plunk_sql',
                 MESSAGE = pg_catalog.format('recipient %s of campaign %s was not claimed and may not be mailed: %s',
                                             v_refusal.contact_id, v_refusal.campaign_id, v_refusal.why),
                 DETAIL = 'An email without a claim passes the claim''s re-check: campaign not paused, contact '
@@ -460,6 +464,7 @@ BEGIN
         -- Refusal (toolkit runs only).
         RAISE EXCEPTION USING
             ERRCODE = 'object_not_in_prerequisite_state',
+            SCHEMA = 'plunk_sql',
             MESSAGE = pg_catalog.format('email %s of a campaign plunk_sql sends cannot move '
                                         '(campaign %s -> %s, contact %s -> %s)',
                                         OLD.id, OLD."campaignId", NEW."campaignId", OLD."contactId",
