@@ -66,6 +66,7 @@ BEGIN
         FROM public.campaigns AS c
         WHERE c.status = 'SCHEDULED'
           AND c."scheduledFor" <= v_now
+          AND NOT plunk_sql.guard_mode_on()  -- guard mode: Plunk's own scheduler starts them
         ORDER BY c."scheduledFor", c.id
         LIMIT v_batch
         FOR UPDATE SKIP LOCKED
@@ -186,6 +187,8 @@ BEGIN
             RETURN NEXT;
         END IF;
     END LOOP;
+
+    FOR action, campaign_id, affected IN SELECT g.action, g.campaign_id, g.affected FROM plunk_sql.sweep_guarded() AS g LOOP v_total := v_total + 1; RETURN NEXT; END LOOP;  -- guard mode (sql/85_guard.sql)
 
     UPDATE plunk_sql.sweep_state AS s
     SET last_run_at = pg_catalog.now(),

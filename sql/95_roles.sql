@@ -118,7 +118,9 @@ DECLARE
         'plunk_sql.emails_after_insert()',
         'plunk_sql.emails_after_update()',
         'plunk_sql.emails_after_delete()',
-        'plunk_sql._campaign_runs_after_delete()'
+        'plunk_sql._campaign_runs_after_delete()',
+        'plunk_sql._guard_campaign_started()',  -- guard mode
+        'plunk_sql.set_guard_mode(text, interval)'
     ];
     -- utc_now(): workers stamp "updatedAt" the way the toolkit does (harmless, no data).
     v_worker text[] := ARRAY['plunk_sql.claim_batch(text, integer, interval)',
@@ -134,6 +136,7 @@ DECLARE
         'plunk_sql.resume_campaign(text)',
         'plunk_sql.cancel_campaign(text)',
         'plunk_sql.repair_campaign(text)',
+        'plunk_sql.set_guard_mode(text, interval)',
         'plunk_sql.utc_now()'
     ];
     -- Kept executable by PUBLIC: invoker-rights readers that only read what the
@@ -189,7 +192,8 @@ BEGIN
     END LOOP;
     FOREACH v_rel IN ARRAY ARRAY['plunk_sql.campaign_progress', 'plunk_sql.recipient_outcomes',
                                  'plunk_sql.stuck_campaigns', 'plunk_sql.settings',
-                                 'plunk_sql.sweep_state'] LOOP
+                                 'plunk_sql.sweep_state', 'plunk_sql.guard_status',
+                                 'plunk_sql.late_joiners'] LOOP
         IF pg_catalog.to_regclass(v_rel) IS NOT NULL THEN
             statement := pg_catalog.format('GRANT SELECT ON %s TO plunk_sql_operator', v_rel);
             RETURN NEXT;
