@@ -57,7 +57,7 @@ class PlunkSender:
     # --- CampaignService ---------------------------------------------------------------------
 
     def _where(self) -> sql.Composable:
-        return sql.SQL(self.audience)  # type: ignore[arg-type]  # fixed test fragments only
+        return sql.SQL(self.audience)  # fixed test fragments only
 
     def count_audience(self) -> int:
         row = self.conn.execute(
@@ -71,7 +71,7 @@ class PlunkSender:
         """startSending: the live count into "totalRecipients", SENDING, "sentAt"; batch 1 queued."""
         total = self.count_audience()
         self.conn.execute(
-            'UPDATE public.campaigns SET status = \'SENDING\', "totalRecipients" = %s,'
+            "UPDATE public.campaigns SET status = 'SENDING', \"totalRecipients\" = %s,"
             f' "sentAt" = {NOW}, "updatedAt" = {NOW} WHERE id = %s',
             (total, self.campaign_id),
         )
@@ -154,7 +154,7 @@ class PlunkSender:
     def send_email(self, email_id: str, *, outcome: Literal["SENT", "FAILED"] = "SENT") -> None:
         """One email job, as the era's worker runs it; SES accepts (or rejects for good)."""
         row = self.conn.execute(
-            'SELECT e.status::text, c.status::text FROM public.emails e LEFT JOIN public.campaigns c'
+            "SELECT e.status::text, c.status::text FROM public.emails e LEFT JOIN public.campaigns c"
             ' ON c.id = e."campaignId" WHERE e.id = %s',
             (email_id,),
         ).fetchone()
@@ -224,7 +224,7 @@ class PlunkSender:
         if outcome == "FAILED":  # markTerminalFailure, then finalizeIfDone
             self.conn.execute(
                 "UPDATE public.emails SET status = 'FAILED', error = 'SES rejected',"
-                f" \"updatedAt\" = {NOW} WHERE id = %s AND status = 'SENDING' AND \"sentAt\" IS NULL",
+                f' "updatedAt" = {NOW} WHERE id = %s AND status = \'SENDING\' AND "sentAt" IS NULL',
                 (email_id,),
             )
             self.finalize_if_done()

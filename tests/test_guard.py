@@ -21,7 +21,10 @@ from tests.factories import Plunk
 from tests.helpers import raises_sqlstate
 from tests.plunk_replay import Era, PlunkSender, segment_audience
 
-PRO = {"logic": "AND", "groups": [{"filters": [{"field": "data.plan", "operator": "equals", "value": "pro"}]}]}
+PRO = {
+    "logic": "AND",
+    "groups": [{"filters": [{"field": "data.plan", "operator": "equals", "value": "pro"}]}],
+}
 NOW = "timezone('UTC', now())"
 
 
@@ -30,7 +33,7 @@ def guard(conn: psycopg.Connection, mode: str, quiet: str = "1 second") -> None:
 
 
 def sweep(conn: psycopg.Connection) -> list[tuple[str, str, int]]:
-    return [tuple(r) for r in conn.execute("SELECT * FROM plunk_sql.sweep()").fetchall()]  # type: ignore[misc]
+    return [tuple(r) for r in conn.execute("SELECT * FROM plunk_sql.sweep()").fetchall()]
 
 
 def campaign(conn: psycopg.Connection, campaign_id: str) -> dict[str, Any]:
@@ -134,7 +137,9 @@ def scene(conn: psycopg.Connection, plunk: Plunk) -> Scene:
     return Scene(conn, plunk, project, contacts, campaign_id)
 
 
-def replay_send(scene: Scene, era: Era, *, lose_one: bool) -> tuple[PlunkSender, dict[str, list[str]]]:
+def replay_send(
+    scene: Scene, era: Era, *, lose_one: bool
+) -> tuple[PlunkSender, dict[str, list[str]]]:
     """Batch 1 and 2 (20 contacts) sent, then churn, then the rest; one email job lost."""
     s = scene.sender(era)
     assert s.start() == 40
@@ -156,7 +161,9 @@ def settle_time() -> None:
 
 
 @pytest.mark.parametrize("era", ["seed", "v2"])
-def test_guard__off_seed_and_v2_campaigns_stay_stuck(scene: Scene, conn: psycopg.Connection, era: Era) -> None:
+def test_guard__off_seed_and_v2_campaigns_stay_stuck(
+    scene: Scene, conn: psycopg.Connection, era: Era
+) -> None:
     s, changed = replay_send(scene, era, lose_one=era == "v2")
     settle_time()
     sweep(conn)
@@ -174,14 +181,20 @@ def test_guard__off_seed_and_v2_campaigns_stay_stuck(scene: Scene, conn: psycopg
     }
 
 
-def test_guard__off_v2_without_lost_job_ends_by_itself(scene: Scene, conn: psycopg.Connection) -> None:
+def test_guard__off_v2_without_lost_job_ends_by_itself(
+    scene: Scene, conn: psycopg.Connection
+) -> None:
     s, _ = replay_send(scene, "v2", lose_one=False)
-    assert campaign(conn, s.campaign_id) == {"status": "SENT", "totalRecipients": 34, "sentCount": 34}
+    assert campaign(conn, s.campaign_id) == {
+        "status": "SENT",
+        "totalRecipients": 34,
+        "sentCount": 34,
+    }
 
 
 # --- guard mode on: every campaign ends, every snapshot recipient has one outcome --------------
 
-EXPECTED_SKIPPED = {
+EXPECTED_SKIPPED: dict[tuple[str, str | None], int] = {
     ("skipped", "unsubscribed"): 3,
     ("skipped", "left the audience"): 4,
     ("skipped", "contact deleted"): 2,
@@ -189,7 +202,9 @@ EXPECTED_SKIPPED = {
 
 
 @pytest.mark.parametrize("era", ["seed", "v2"])
-def test_guard__on_churn_and_lost_job_campaign_ends_sent(scene: Scene, conn: psycopg.Connection, era: Era) -> None:
+def test_guard__on_churn_and_lost_job_campaign_ends_sent(
+    scene: Scene, conn: psycopg.Connection, era: Era
+) -> None:
     guard(conn, "on")
     s, changed = replay_send(scene, era, lose_one=True)
     p = check_guarded(conn, s.campaign_id, settled=False)
@@ -208,7 +223,11 @@ def test_guard__on_churn_and_lost_job_campaign_ends_sent(scene: Scene, conn: psy
         **EXPECTED_SKIPPED,
     }
     # "totalRecipients" is the snapshot; "sentCount" Plunk's own count (late joiners included).
-    assert campaign(conn, s.campaign_id) == {"status": "SENT", "totalRecipients": 40, "sentCount": 33}
+    assert campaign(conn, s.campaign_id) == {
+        "status": "SENT",
+        "totalRecipients": 40,
+        "sentCount": 33,
+    }
     late = conn.execute(
         "SELECT contact_id, kind, email_status FROM plunk_sql.late_joiners WHERE campaign_id = %s",
         (s.campaign_id,),
@@ -223,11 +242,17 @@ def test_guard__on_churn_and_lost_job_campaign_ends_sent(scene: Scene, conn: psy
     assert sweep(conn) == []  # finalized once
 
 
-def test_guard__on_v2_plunk_ends_it_first_and_the_rest_settles(scene: Scene, conn: psycopg.Connection) -> None:
+def test_guard__on_v2_plunk_ends_it_first_and_the_rest_settles(
+    scene: Scene, conn: psycopg.Connection
+) -> None:
     guard(conn, "on")
     s, _ = replay_send(scene, "v2", lose_one=False)
     # v2's finalizeIfDone set SENT with its own counts; 9 snapshot recipients are still open.
-    assert campaign(conn, s.campaign_id) == {"status": "SENT", "totalRecipients": 34, "sentCount": 34}
+    assert campaign(conn, s.campaign_id) == {
+        "status": "SENT",
+        "totalRecipients": 34,
+        "sentCount": 34,
+    }
     assert check_guarded(conn, s.campaign_id, settled=False)["pending"] == 9
     settle_time()
     assert sweep(conn) == [("guard_finalized", s.campaign_id, 9)]
@@ -240,7 +265,9 @@ def test_guard__on_v2_plunk_ends_it_first_and_the_rest_settles(scene: Scene, con
     ).fetchone() == ("plunk", "SENT")
 
 
-def test_guard__on_quiet_period_waits_for_plunks_batches(scene: Scene, conn: psycopg.Connection) -> None:
+def test_guard__on_quiet_period_waits_for_plunks_batches(
+    scene: Scene, conn: psycopg.Connection
+) -> None:
     guard(conn, "on", quiet="1 hour")
     s = scene.sender("seed")
     s.start()
@@ -258,7 +285,9 @@ def test_guard__on_quiet_period_waits_for_plunks_batches(scene: Scene, conn: psy
     check_guarded(conn, s.campaign_id, settled=True)
 
 
-def test_guard__on_cancel_from_plunks_ui_mid_send_stays_cancelled(scene: Scene, conn: psycopg.Connection) -> None:
+def test_guard__on_cancel_from_plunks_ui_mid_send_stays_cancelled(
+    scene: Scene, conn: psycopg.Connection
+) -> None:
     guard(conn, "on")
     s = scene.sender("v2")
     s.start()
@@ -305,7 +334,9 @@ def test_guard__on_cancel_before_any_send_back_to_draft_then_sent_again(
     assert (p["total"], p["sent"]) == (40, 40)
 
 
-def test_guard__on_duplicate_and_foreign_emails_are_accepted(scene: Scene, conn: psycopg.Connection) -> None:
+def test_guard__on_duplicate_and_foreign_emails_are_accepted(
+    scene: Scene, conn: psycopg.Connection
+) -> None:
     guard(conn, "on")
     s = scene.sender("v2")
     s.start()
@@ -354,7 +385,9 @@ def test_guard__on_unsupported_audience_is_left_to_plunk(
     assert campaign(conn, c)["status"] == "SENT"
 
 
-def test_guard__on_toolkit_campaigns_keep_their_refusals(conn: psycopg.Connection, plunk: Plunk) -> None:
+def test_guard__on_toolkit_campaigns_keep_their_refusals(
+    conn: psycopg.Connection, plunk: Plunk
+) -> None:
     guard(conn, "on")
     project = plunk.project()
     contacts = plunk.contacts(project, 3)
@@ -374,15 +407,21 @@ def test_guard__on_toolkit_campaigns_keep_their_refusals(conn: psycopg.Connectio
     assert contacts
 
 
-def test_guard__claim_batch_hands_out_nothing_of_a_guarded_run(scene: Scene, conn: psycopg.Connection) -> None:
+def test_guard__claim_batch_hands_out_nothing_of_a_guarded_run(
+    scene: Scene, conn: psycopg.Connection
+) -> None:
     guard(conn, "on")
     scene.sender("v2").start()
     assert scene.plunk.claim(scene.campaign, 10) == []
 
 
-def test_guard__settings_are_validated_and_set_by_the_operator(conn: psycopg.Connection, db_url: str) -> None:
+def test_guard__settings_are_validated_and_set_by_the_operator(
+    conn: psycopg.Connection, db_url: str
+) -> None:
     assert conn.execute("SELECT plunk_sql.setting('guard_mode')").fetchone() == ("off",)
-    assert conn.execute("SELECT plunk_sql.setting('guard_quiet_period')").fetchone() == ("5 minutes",)
+    assert conn.execute("SELECT plunk_sql.setting('guard_quiet_period')").fetchone() == (
+        "5 minutes",
+    )
     with raises_sqlstate("22023"):
         conn.execute("UPDATE plunk_sql.settings SET value = 'yes' WHERE key = 'guard_mode'")
     with raises_sqlstate("22023"):

@@ -20,6 +20,7 @@ OPERATOR_ONLY = [
     "plunk_sql.resume_campaign(text)",
     "plunk_sql.cancel_campaign(text)",
     "plunk_sql.repair_campaign(text)",
+    "plunk_sql.set_guard_mode(text, interval)",
 ]
 INTERNAL = [
     "plunk_sql.require_campaign(text)",
@@ -332,6 +333,7 @@ def test_privileges__security_definer_only_for_entry_points_and_triggers(conn):
         "plunk_sql.emails_after_update()",
         "plunk_sql.emails_after_delete()",
         "plunk_sql._campaign_runs_after_delete()",
+        "plunk_sql._guard_campaign_started()",
     }
     assert expected <= definers
     optional = {s.replace(", ", ",") for s in OPERATOR_ONLY}
