@@ -418,12 +418,18 @@ COMMENT ON VIEW plunk_sql.late_joiners IS
 -- or 'finalized', with who ended it and how many recipients the sweep
 -- settled then), and one per campaign it could not follow (state 'left to
 -- Plunk', with the error). guard_mode is the setting now.
+-- (The setting is read from the table, not through guard_mode_on(): a view's
+-- tables are read with its owner's rights, its functions with the reader's.)
 CREATE VIEW plunk_sql.guard_status AS
+WITH cfg AS (
+    SELECT coalesce((SELECT s.value = 'on' FROM plunk_sql.settings AS s WHERE s.key = 'guard_mode'), false)
+               AS guard_mode
+)
 SELECT g.campaign_id,
        run.project_id,
        c.status::text AS status,
        CASE WHEN g.finalized_at IS NULL THEN 'following' ELSE 'finalized' END AS state,
-       plunk_sql.guard_mode_on() AS guard_mode,
+       cfg.guard_mode,
        run.total,
        g.plunk_total,
        (SELECT pg_catalog.count(*)::integer FROM plunk_sql.guard_late_joiners AS j
@@ -436,12 +442,13 @@ SELECT g.campaign_id,
 FROM plunk_sql.guard_runs AS g
 JOIN plunk_sql.campaign_runs AS run ON run.campaign_id = g.campaign_id
 JOIN public.campaigns AS c ON c.id = g.campaign_id
+CROSS JOIN cfg
 UNION ALL
 SELECT f.campaign_id,
        c."projectId",
        c.status::text,
        'left to Plunk',
-       plunk_sql.guard_mode_on(),
+       cfg.guard_mode,
        NULL::integer,
        c."totalRecipients",
        NULL::integer,
@@ -452,6 +459,7 @@ SELECT f.campaign_id,
        pg_catalog.format('%s (SQLSTATE %s)', f.message, f.sqlstate)
 FROM plunk_sql.guard_failures AS f
 JOIN public.campaigns AS c ON c.id = f.campaign_id
+CROSS JOIN cfg
 WHERE NOT EXISTS (SELECT 1 FROM plunk_sql.campaign_runs AS run WHERE run.campaign_id = f.campaign_id);
 
 COMMENT ON VIEW plunk_sql.guard_status IS

@@ -445,3 +445,32 @@ def test_guard__other_campaign_updates_never_enter_the_trigger(conn: psycopg.Con
     assert row is not None
     assert "AFTER UPDATE OF status ON public.campaigns" in row[0]
     assert "WHEN" in row[0]
+
+
+def test_guard__doctor_says_whether_it_is_on_and_what_it_did(
+    scene: Scene, conn: psycopg.Connection, plunk: Plunk
+) -> None:
+    from plunk_sql.commands.doctor import _text, diagnose
+
+    guard(conn, "on")
+    replay_send(scene, "v2", lose_one=False)
+    settle_time()
+    sweep(conn)
+    elsewhere = plunk.segment(plunk.project("other"), type="STATIC")
+    left = plunk.campaign(
+        scene.project,
+        audience="FILTERED",
+        condition={
+            "logic": "AND",
+            "groups": [
+                {"filters": [{"field": f"segment.{elsewhere}", "operator": "memberOfSegment"}]}
+            ],
+        },
+    )
+    PlunkSender(conn, left, scene.project, "v2", segment_audience("plan", "pro")).start()
+    with psycopg.connect(conn.info.dsn, autocommit=True) as c:
+        report = diagnose(c)
+    assert report["guard"]["finalized"] == 1 and report["guard"]["settled_at_end"] == 9
+    assert any(left in p and "could not follow" in p for p in report["problems"])
+    text = _text(report)
+    assert "guard mode: on (quiet period 00:00:01): following 0, finalized 1" in text
