@@ -12,14 +12,25 @@ Prints the median milliseconds of the statement and the snapshot size.
 from __future__ import annotations
 
 import argparse
+import importlib
 import statistics
 import time
+from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
-from plunk_sql.cluster import start_cluster
 from plunk_sql.migrate import migrate
+
+
+def start_cluster() -> Any:
+    """A throwaway cluster, fsync on (the helper moves under plunk_sql.testing: issue 11)."""
+    try:
+        module = importlib.import_module("plunk_sql.testing.cluster")
+    except ImportError:
+        module = importlib.import_module("plunk_sql.cluster")
+    return module.start_cluster(fast_unsafe=False)
+
 
 START = (
     "UPDATE public.campaigns SET status = 'SENDING', \"totalRecipients\" = 0,"
@@ -32,7 +43,8 @@ RESET = (
 
 
 def load(conn: psycopg.Connection, n: int) -> None:
-    conn.execute("TRUNCATE public.projects CASCADE")
+    # TRUNCATE fires no DELETE trigger: the snapshot rows go explicitly.
+    conn.execute("TRUNCATE public.projects, plunk_sql.recipients CASCADE")
     conn.execute(
         'INSERT INTO public.projects (id, name, public, secret, "updatedAt")'
         " VALUES ('p', 'bench', 'pub', 'sec', timezone('UTC', now()))"
@@ -94,7 +106,7 @@ def main() -> None:
     parser.add_argument("--contacts", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--reps", type=int, default=3)
     args = parser.parse_args()
-    cluster = start_cluster(fast_unsafe=False)
+    cluster = start_cluster()
     try:
         url = cluster.url()
         migrate(url, with_plunk_tables=True, schedule_sweep=False)
@@ -111,6 +123,10 @@ def main() -> None:
                             f" min={min(times):9.1f} ms snapshot={size:,}",
                             flush=True,
                         )
+                        for failure in conn.execute(
+                            "SELECT sqlstate, message FROM plunk_sql.guard_failures"
+                        ):
+                            print(f"  left to Plunk: {failure[1]} (SQLSTATE {failure[0]})")
     finally:
         cluster.destroy()
 
