@@ -139,6 +139,8 @@ BEGIN
             RAISE WARNING USING MESSAGE = pg_catalog.format(
                 'plunk_sql guard mode: campaign %s is left to Plunk, its audience could not be snapshotted: %s (SQLSTATE %s)',
                 NEW.id, v_message, v_state);
+            -- An earlier guarded run (restored by the rollback) must not follow this send.
+            DELETE FROM plunk_sql.campaign_runs AS r WHERE r.campaign_id = NEW.id AND r.kind = 'guard';
             INSERT INTO plunk_sql.guard_failures AS f (campaign_id, sqlstate, message)
             VALUES (NEW.id, v_state, v_message)
             ON CONFLICT (campaign_id) DO UPDATE

@@ -474,3 +474,41 @@ def test_guard__doctor_says_whether_it_is_on_and_what_it_did(
     assert any(left in p and "could not follow" in p for p in report["problems"])
     text = _text(report)
     assert "guard mode: on (quiet period 00:00:01): following 0, finalized 1" in text
+
+
+def test_guard__resend_that_cannot_be_snapshotted_drops_the_old_run(
+    scene: Scene, conn: psycopg.Connection, plunk: Plunk
+) -> None:
+    guard(conn, "on")
+    s = scene.sender("v2")
+    s.start()
+    s.cancel()
+    assert s.cancel_cleanup() == "DRAFT"
+    elsewhere = plunk.segment(plunk.project("other"), type="STATIC")
+    conn.execute(  # Plunk's update of the draft: an audience the toolkit refuses
+        'UPDATE public.campaigns SET "audienceType" = \'FILTERED\', "segmentId" = NULL,'
+        ' "audienceCondition" = %s WHERE id = %s',
+        (
+            psycopg.types.json.Jsonb(
+                {
+                    "logic": "AND",
+                    "groups": [
+                        {
+                            "filters": [
+                                {"field": f"segment.{elsewhere}", "operator": "memberOfSegment"}
+                            ]
+                        }
+                    ],
+                }
+            ),
+            s.campaign_id,
+        ),
+    )
+    scene.sender("v2").start()
+    assert campaign(conn, s.campaign_id)["status"] == "SENDING"
+    assert conn.execute(
+        "SELECT count(*) FROM plunk_sql.campaign_runs WHERE campaign_id = %s", (s.campaign_id,)
+    ).fetchone() == (0,)
+    assert conn.execute(
+        "SELECT state FROM plunk_sql.guard_status WHERE campaign_id = %s", (s.campaign_id,)
+    ).fetchone() == ("left to Plunk",)

@@ -10,6 +10,10 @@ repo="$(cd "$here/../.." && pwd)"
 python="${PYTHON:-$repo/.venv/bin/python}"
 cd "$here"
 
+# Prisma 7 needs Node ^20.19 || ^22.12 || >=24 (Debian 12's own nodejs package is 18).
+node -e 'const [a, b] = process.versions.node.split(".").map(Number);
+  if (!(a === 20 && b >= 19 || a === 22 && b >= 12 || a >= 24)) {
+    console.error(`node ${process.versions.node}: Prisma 7 needs ^20.19, ^22.12 or >=24`); process.exit(2); }'
 npm ci --no-audit --no-fund
 # `prisma generate` needs no schema engine (only Prisma's migrate/db commands run it, and this
 # example never does: the toolkit and Plunk own the schema), but the CLI fetches one unless told
