@@ -512,3 +512,44 @@ def test_guard__resend_that_cannot_be_snapshotted_drops_the_old_run(
     assert conn.execute(
         "SELECT state FROM plunk_sql.guard_status WHERE campaign_id = %s", (s.campaign_id,)
     ).fetchone() == ("left to Plunk",)
+
+
+def test_guard__turned_off_mid_send_still_finishes_what_it_follows(
+    scene: Scene, conn: psycopg.Connection
+) -> None:
+    guard(conn, "on")
+    s = scene.sender("seed")
+    s.start()
+    s.batch()
+    s.send_all()
+    guard(conn, "off")
+    scene.churn()
+    s.run_batches()
+    s.send_all()
+    settle_time()
+    assert sweep(conn) == [("guard_finalized", s.campaign_id, 9)]
+    p = check_guarded(conn, s.campaign_id, settled=True)
+    assert (p["status"], p["sent"], p["skipped"]) == ("SENT", 31, 9)
+
+
+def test_guard__email_after_the_end_is_recorded_not_refused(
+    scene: Scene, conn: psycopg.Connection
+) -> None:
+    guard(conn, "on")
+    s, changed = replay_send(scene, "seed", lose_one=False)
+    settle_time()
+    assert sweep(conn) == [("guard_finalized", s.campaign_id, 9)]
+    # A very late batch (after the quiet period) mails a contact that had left: accepted.
+    moved = changed["moved"][0]
+    conn.execute(
+        'INSERT INTO public.emails (id, "contactId", subject, body, "from", "sourceType",'
+        ' "campaignId", status, "projectId", "updatedAt") VALUES (gen_random_uuid()::text, %s,'
+        f" 's', 'b', 'f@example.com', 'CAMPAIGN', %s, 'PENDING', %s, {NOW})",
+        (moved, s.campaign_id, scene.project),
+    )
+    assert conn.execute(
+        "SELECT kind FROM plunk_sql.late_joiners WHERE campaign_id = %s AND contact_id = %s",
+        (s.campaign_id, moved),
+    ).fetchone() == ("after end",)
+    p = check_guarded(conn, s.campaign_id, settled=True)
+    assert (p["sent"], p["skipped"]) == (31, 9)
