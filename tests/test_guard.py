@@ -553,3 +553,40 @@ def test_guard__email_after_the_end_is_recorded_not_refused(
     ).fetchone() == ("after end",)
     p = check_guarded(conn, s.campaign_id, settled=True)
     assert (p["sent"], p["skipped"]) == (31, 9)
+
+
+def test_guard__pause_holds_the_finalization(scene: Scene, conn: psycopg.Connection) -> None:
+    guard(conn, "on")
+    s, _ = replay_send(scene, "seed", lose_one=False)
+    conn.execute("SELECT plunk_sql.pause_campaign(%s)", (s.campaign_id,))
+    settle_time()
+    assert sweep(conn) == []
+    conn.execute("SELECT plunk_sql.resume_campaign(%s)", (s.campaign_id,))
+    assert sweep(conn) == [("guard_finalized", s.campaign_id, 9)]
+    assert campaign(conn, s.campaign_id)["status"] == "SENT"
+
+
+def test_guard__lost_job_of_a_late_joiner_is_abandoned_too(
+    scene: Scene, conn: psycopg.Connection
+) -> None:
+    guard(conn, "on")
+    s = scene.sender("v2")
+    s.start()
+    s.batch()
+    s.batch()
+    s.send_all()
+    changed = scene.churn()
+    s.run_batches()
+    s.send_all(lost={s.emails[-1]})  # the last email is a late joiner's
+    settle_time()
+    actions = sweep(conn)
+    assert ("email_abandoned", s.campaign_id, 1) in actions
+    assert ("guard_finalized", s.campaign_id, 9) in actions
+    assert campaign(conn, s.campaign_id)["status"] == "SENT"
+    statuses = conn.execute(
+        "SELECT email_status, count(*) FROM plunk_sql.late_joiners WHERE campaign_id = %s"
+        " GROUP BY 1 ORDER BY 1",
+        (s.campaign_id,),
+    ).fetchall()
+    assert statuses == [("FAILED", 1), ("SENT", 2)]
+    assert len(changed["late"]) == 3
