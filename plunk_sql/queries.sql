@@ -114,6 +114,17 @@ FROM plunk_sql.stuck_campaigns
 WHERE reason = 'sending without snapshot'
 ORDER BY since, campaign_id;
 
+-- name: guard_summary
+-- Guard mode (docs/guard-mode.md): what it follows, what it finalized, what it left to Plunk.
+SELECT count(*) FILTER (WHERE state = 'following') AS following,
+       count(*) FILTER (WHERE state = 'finalized') AS finalized,
+       count(*) FILTER (WHERE state = 'finalized' AND ended_by = 'sweep') AS ended_by_sweep,
+       coalesce(sum(settled_at_end) FILTER (WHERE state = 'finalized'), 0) AS settled_at_end,
+       coalesce(array_agg(format('campaign %s is SENDING but guard mode could not follow it: %s',
+                                 campaign_id, error))
+                FILTER (WHERE state = 'left to Plunk' AND status = 'SENDING'), '{}') AS left_sending
+FROM plunk_sql.guard_status;
+
 -- name: settings
 SELECT key, value, description FROM plunk_sql.settings ORDER BY key;
 

@@ -65,7 +65,9 @@ BEGIN
     END IF;
 
     SELECT * INTO v_run FROM plunk_sql.campaign_runs AS r WHERE r.campaign_id = p_campaign_id;
-    IF NOT FOUND OR v_campaign.status::text <> 'SENDING' OR v_run.paused_at IS NOT NULL THEN
+    IF NOT FOUND OR v_campaign.status::text <> 'SENDING' OR v_run.paused_at IS NOT NULL
+        OR v_run.kind = 'guard'  -- guard mode: Plunk's own code mails a guarded run
+    THEN
         RETURN;
     END IF;
 

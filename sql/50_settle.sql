@@ -53,6 +53,7 @@ DECLARE
     v_sent integer;
     v_open integer;
     v_finished boolean;
+    v_kind text;  -- guard mode
 BEGIN
     UPDATE plunk_sql.campaign_runs AS r
     SET sent = r.sent + p_sent,
@@ -64,10 +65,12 @@ BEGIN
             ELSE r.finished_at
         END
     WHERE r.campaign_id = p_campaign_id
-    RETURNING r.sent, r.total - r.sent - r.failed - r.skipped
-    INTO v_sent, v_open;
+    RETURNING r.sent, r.total - r.sent - r.failed - r.skipped, r.kind
+    INTO v_sent, v_open, v_kind;
 
-    IF NOT FOUND OR (p_sent = 0 AND v_open > 0) THEN
+    -- guard mode: Plunk's own code drives a guarded send and owns its campaigns
+    -- row meanwhile ("sentCount", the end); plunk_sql.sweep_guarded() ends it.
+    IF NOT FOUND OR (p_sent = 0 AND v_open > 0) OR v_kind = 'guard' THEN
         RETURN;
     END IF;
 
@@ -198,7 +201,7 @@ BEGIN
         JOIN plunk_sql.campaign_runs AS run ON run.campaign_id = e."campaignId"
         ORDER BY e."campaignId", e."contactId"  -- one lock order for every statement
     LOOP
-        IF v_email.project_id IS DISTINCT FROM v_email.campaign_project_id THEN
+        IF v_email.project_id IS DISTINCT FROM v_email.campaign_project_id AND v_email.kind <> 'guard' THEN
             -- Plunk shows an email in its project's log: it must be the campaign's.
             RAISE EXCEPTION USING
                 ERRCODE = 'foreign_key_violation',
@@ -222,6 +225,8 @@ BEGIN
         END IF;
         v_expected := v_expected + 1;
         -- The claim holder's email: the claim re-checked consent already.
+        -- Guard mode: Plunk never claims, so a guard run links its pending
+        -- recipients here too (Plunk's own audience query was its consent check).
         UPDATE plunk_sql.recipients AS r
         SET state = coalesce(v_email.outcome, 'in_flight'),
             email_id = v_email.id,
@@ -232,9 +237,15 @@ BEGIN
                           THEN coalesce(v_email.error, 'email ' || v_email.status) END
         WHERE r.campaign_id = v_email.campaign_id
           AND r.contact_id = v_email.contact_id
-          AND r.state = 'claimed'
+          AND r.state IN ('pending', 'claimed')  -- proves recipients_open_key's predicate
+          AND (r.state = 'claimed' OR v_email.kind = 'guard')
         RETURNING r.state INTO v_state;
-        IF FOUND THEN
+        IF NOT FOUND AND v_email.kind = 'guard' THEN
+            -- guard mode: never refuse Plunk's email; one outside the snapshot is
+            -- recorded beside it (late joiner), a second one is accepted as is.
+            v_expected := v_expected - 1;
+            PERFORM plunk_sql.guard_unlinked_email(v_email.campaign_id, v_email.contact_id, v_email.id);
+        ELSIF FOUND THEN
             v_linked := v_linked + 1;
             IF v_state IN ('sent', 'failed') THEN  -- inserted already final: tally it
                 IF v_n = 0 OR v_campaigns[v_n] <> v_email.campaign_id THEN

@@ -60,7 +60,11 @@ BEGIN
     IF NOT pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('plunk_sql.sweep')) THEN
         RETURN;
     END IF;
-    RETURN QUERY SELECT * FROM plunk_sql.sweep_plunk_writes(v_batch);  -- cancel_settled, run_retired: sql/82_plunk_writes.sql
+    -- 0. What Plunk's own cancel left open: cancel_settled, run_retired
+    -- (sql/82_plunk_writes.sql).
+    RETURN QUERY SELECT * FROM plunk_sql.sweep_plunk_writes(v_batch);
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    v_total := v_total + v_count;
 
     -- 1. Due schedules first: a big snapshot can take a while, and only the
     -- SCHEDULED campaigns' rows are held meanwhile (no worker can touch them).
@@ -170,6 +174,11 @@ BEGIN
         END IF;
     END LOOP;
 
+    -- 5. Guard mode: finish the sends Plunk started and left open (sql/85_guard.sql).
+    RETURN QUERY SELECT g.action, g.campaign_id, g.affected FROM plunk_sql.sweep_guarded() AS g;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    v_total := v_total + v_count;
+
     UPDATE plunk_sql.sweep_state AS s
     SET last_run_at = pg_catalog.now(),
         last_actions = v_total
@@ -178,5 +187,6 @@ END
 $$;
 
 COMMENT ON FUNCTION plunk_sql.sweep() IS
-    'One bounded pass: scheduled_started (start_failed), lease_expired, email_abandoned, finalized rows. '
+    'One bounded pass: cancel_settled, run_retired, scheduled_started (start_failed), lease_expired, '
+    'email_abandoned, finalized and guard mode''s rows. '
     'Skips (no rows) while another sweep runs. Leaves paused campaigns alone except for expired leases.';

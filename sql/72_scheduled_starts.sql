@@ -67,6 +67,8 @@ BEGIN
         WHERE c.status = 'SCHEDULED'
           AND c."scheduledFor" <= p_now
           AND (a.campaign_id IS NULL OR a.next_attempt_at <= pg_catalog.now())
+          -- Guard mode: Plunk's own scheduler starts them, and the toolkit follows.
+          AND NOT plunk_sql.guard_mode_on()
         ORDER BY a.campaign_id IS NOT NULL, c."scheduledFor", c.id
         FOR UPDATE OF c SKIP LOCKED
     LOOP

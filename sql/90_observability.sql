@@ -50,7 +50,7 @@ DECLARE
     v_interval interval;
     v_integer integer;
 BEGIN
-    IF NEW.key IN ('abandon_timeout', 'stuck_after', 'job_run_details_retention') THEN
+    IF NEW.key IN ('abandon_timeout', 'stuck_after', 'job_run_details_retention', 'guard_quiet_period') THEN
         BEGIN
             v_interval := NEW.value::interval;
         EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
@@ -75,6 +75,10 @@ BEGIN
                 MESSAGE = pg_catalog.format('setting %s must be an integer between 1 and 100000, got %L',
                                             NEW.key, NEW.value);
         END IF;
+    ELSIF NEW.key = 'guard_mode' AND NEW.value NOT IN ('on', 'off') THEN  -- guard mode (issue 15)
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('setting guard_mode must be on or off, got %L', NEW.value);
     ELSIF NEW.key IN ('sweep_schedule', 'prune_schedule') AND pg_catalog.btrim(NEW.value) = '' THEN
         RAISE EXCEPTION USING
             ERRCODE = 'invalid_parameter_value',

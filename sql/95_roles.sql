@@ -172,7 +172,9 @@ DECLARE
         'plunk_sql.emails_after_insert()',
         'plunk_sql.emails_after_update()',
         'plunk_sql.emails_after_delete()',
-        'plunk_sql._campaign_runs_after_delete()'
+        'plunk_sql._campaign_runs_after_delete()',
+        'plunk_sql._guard_campaign_started()',  -- guard mode
+        'plunk_sql.set_guard_mode(text, interval)'
     ];
     -- utc_now(): workers stamp "updatedAt" the way the toolkit does (harmless, no data).
     v_worker text[] := ARRAY['plunk_sql.claim_batch(text, integer, interval)',
@@ -192,6 +194,7 @@ DECLARE
         'plunk_sql.repair_campaign(text)',
         'plunk_sql.privilege_gaps()',
         'plunk_sql.role_name(text)',
+        'plunk_sql.set_guard_mode(text, interval)',
         'plunk_sql.utc_now()'
     ];
     -- Kept executable by PUBLIC: invoker-rights readers that only read what the
@@ -202,7 +205,9 @@ DECLARE
     -- sweep's bookkeeping, and yoyo's list of applied migrations (plunk-sql doctor).
     v_operator_rels text[] := ARRAY['plunk_sql.campaign_progress', 'plunk_sql.recipient_outcomes',
                                     'plunk_sql.stuck_campaigns', 'plunk_sql.settings',
-                                    'plunk_sql.sweep_state', 'plunk_sql._yoyo_migration'];
+                                    'plunk_sql.sweep_state', 'plunk_sql._yoyo_migration',
+                                    'plunk_sql.guard_status', 'plunk_sql.late_joiners',
+                                    'plunk_sql.retired_runs'];
     v_update_cols text[] := ARRAY['status', 'sentAt', 'deliveredAt', 'error', 'messageId', 'updatedAt'];
     v_select_cols text[] := ARRAY['id', 'campaignId', 'status', 'sentAt'];
     v_sig text;

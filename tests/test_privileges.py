@@ -23,6 +23,7 @@ OPERATOR_ONLY = [
     "plunk_sql.repair_campaign(text)",
     "plunk_sql.privilege_gaps()",
     "plunk_sql.role_name(text)",
+    "plunk_sql.set_guard_mode(text, interval)",
 ]
 INTERNAL = [
     "plunk_sql.require_campaign(text)",
@@ -340,6 +341,7 @@ def test_privileges__security_definer_only_for_entry_points_and_triggers(conn):
         "plunk_sql.emails_refuse_move()",
         "plunk_sql._campaigns_status_changed()",
         "plunk_sql._campaigns_keep_counters()",
+        "plunk_sql._guard_campaign_started()",
     }
     assert expected <= definers
     optional = {s.replace(", ", ",") for s in OPERATOR_ONLY}

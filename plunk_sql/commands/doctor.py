@@ -65,6 +65,8 @@ def diagnose(conn: psycopg.Connection) -> dict[str, Any]:
                 r["key"]: r["value"] for r in cur.execute(query("settings")).fetchall()
             }
             report["stuck_campaigns"] = cur.execute(query("stuck_campaigns")).fetchall()
+            report["guard"] = cur.execute(query("guard_summary")).fetchone()  # guard mode
+            problems.extend(report["guard"]["left_sending"])
         except psycopg.Error as exc:
             problems.append(f"cannot read settings / stuck_campaigns: {exc}")
             report["stuck_campaigns"] = []
@@ -155,6 +157,14 @@ def _text(report: dict[str, Any]) -> str:
             )
         if sweep["error"] and sweep["mode"] != "none":
             lines.append(f"  note: {sweep['error']}")
+        if guard := report.get("guard"):
+            mode = report["settings"].get("guard_mode", "off")
+            lines.append(
+                f"guard mode: {mode} (quiet period {report['settings'].get('guard_quiet_period')}):"
+                f" following {guard['following']}, finalized {guard['finalized']}"
+                f" ({guard['ended_by_sweep']} ended by the sweep,"
+                f" {guard['settled_at_end']} recipients settled at the end)"
+            )
         lines.append(f"stuck campaigns: {len(report['stuck_campaigns'])}")
         for row in report["stuck_campaigns"]:
             lines.append(f"  {row['campaign_id']}  {row['reason']}  since {row['since']}")
