@@ -47,6 +47,7 @@ BEGIN
     IF p_mode IS NULL THEN
         RAISE EXCEPTION USING
             ERRCODE = 'null_value_not_allowed',
+            SCHEMA = 'plunk_sql',
             MESSAGE = 'guard mode must be on or off, not null';
     END IF;
     UPDATE plunk_sql.settings AS s SET value = p_mode WHERE s.key = 'guard_mode';

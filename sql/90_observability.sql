@@ -78,6 +78,7 @@ BEGIN
     ELSIF NEW.key = 'guard_mode' AND NEW.value NOT IN ('on', 'off') THEN  -- guard mode (issue 15)
         RAISE EXCEPTION USING
             ERRCODE = 'invalid_parameter_value',
+            SCHEMA = 'plunk_sql', TABLE = 'settings', COLUMN = 'value',
             MESSAGE = pg_catalog.format('setting guard_mode must be on or off, got %L', NEW.value);
     ELSIF NEW.key IN ('sweep_schedule', 'prune_schedule') AND pg_catalog.btrim(NEW.value) = '' THEN
         RAISE EXCEPTION USING
