@@ -175,11 +175,11 @@ SELECT to_regclass('plunk_sql.sweep_state') IS NOT NULL AS present;
 SELECT last_run_at, last_actions FROM plunk_sql.sweep_state;
 
 -- name: doctor_triggers
+-- The toolkit's triggers on Plunk's tables (every one is named plunk_sql_*).
 SELECT t.tgname AS name, t.tgenabled <> 'D' AS enabled
 FROM pg_catalog.pg_trigger AS t
-WHERE t.tgrelid = to_regclass('public.emails')
-  AND t.tgname IN ('plunk_sql_emails_after_insert', 'plunk_sql_emails_after_update',
-                   'plunk_sql_emails_after_delete')
+WHERE t.tgrelid IN (to_regclass('public.emails'), to_regclass('public.campaigns'))
+  AND t.tgname LIKE 'plunk\_sql\_%'
 ORDER BY t.tgname;
 
 -- name: doctor_versions

@@ -24,10 +24,15 @@ from plunk_sql.commands.common import EXIT_ERROR, EXIT_OK, connect, one_line
 from plunk_sql.cron import cron_status
 from plunk_sql.queries import query
 
+# Every trigger the toolkit keeps on Plunk's tables: (table, name).
 TRIGGERS = (
-    "plunk_sql_emails_after_delete",
-    "plunk_sql_emails_after_insert",
-    "plunk_sql_emails_after_update",
+    ("emails", "plunk_sql_emails_after_delete"),
+    ("emails", "plunk_sql_emails_after_insert"),
+    ("emails", "plunk_sql_emails_after_update"),
+    ("emails", "plunk_sql_emails_refuse_move"),
+    ("campaigns", "plunk_sql_campaigns_keep_counters"),
+    ("campaigns", "plunk_sql_campaigns_status_changed"),
+    ("campaigns", "plunk_sql_guard_campaign_started"),
 )
 
 
@@ -52,14 +57,14 @@ def diagnose(conn: psycopg.Connection) -> dict[str, Any]:
                 "(it grants them to the operator role)"
             )
         triggers = {r["name"]: r["enabled"] for r in cur.execute(query("doctor_triggers"))}
-        report["triggers"] = {name: triggers.get(name) for name in TRIGGERS}
-        for name in TRIGGERS:
+        report["triggers"] = {name: triggers.get(name) for _, name in TRIGGERS}
+        for table, name in TRIGGERS:
             if name not in triggers:
                 problems.append(
-                    f"trigger {name} on public.emails is missing: run plunk-sql migrate"
+                    f"trigger {name} on public.{table} is missing: run plunk-sql migrate"
                 )
             elif not triggers[name]:
-                problems.append(f"trigger {name} on public.emails is disabled")
+                problems.append(f"trigger {name} on public.{table} is disabled")
         try:
             report["settings"] = {
                 r["key"]: r["value"] for r in cur.execute(query("settings")).fetchall()

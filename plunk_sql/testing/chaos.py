@@ -40,10 +40,16 @@ import time
 import uuid
 import zlib
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
 from plunk_sql.migrate import migrate
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from plunk_sql.testing.cluster import Cluster
 
 CHAOS_DDL = """
 CREATE SCHEMA IF NOT EXISTS chaos;
@@ -84,6 +90,13 @@ WORKER_APP = "chaos-worker"
 
 
 # --------------------------------------------------------------------------- worker
+
+
+def _scalar(conn: psycopg.Connection[Any], sql: Any, params: Any = None) -> Any:
+    """The first column of the one row `sql` returns."""
+    row = conn.execute(sql, params).fetchone()
+    assert row is not None, sql
+    return row[0]
 
 
 def _fails(email_id: str) -> bool:
@@ -182,13 +195,14 @@ def worker_main(url: str, campaigns: str, project: str, batch: int, lease: str) 
             if not rows:
                 # Done when no campaign sends (DRAFT: about to be restarted) and no email of a
                 # cancelled one is left for the job queue to drive.
-                busy = conn.execute(
+                busy = _scalar(
+                    conn,
                     "SELECT EXISTS (SELECT 1 FROM public.campaigns WHERE id = ANY(%s)"
                     " AND status::text IN ('SENDING', 'DRAFT'))"
                     ' OR EXISTS (SELECT 1 FROM public.emails WHERE "campaignId" = ANY(%s)'
                     " AND status::text IN ('PENDING', 'SENDING'))",
                     (all_campaigns, all_campaigns),
-                ).fetchone()[0]
+                )
                 if not busy:
                     return 0
                 time.sleep(0.1 + rnd.random() * 0.2)
@@ -271,7 +285,7 @@ class Report:
 
 
 def has_function(conn: psycopg.Connection, signature: str) -> bool:
-    return bool(conn.execute("SELECT to_regprocedure(%s) IS NOT NULL", (signature,)).fetchone()[0])
+    return bool(_scalar(conn, "SELECT to_regprocedure(%s) IS NOT NULL", (signature,)))
 
 
 # "draft" first: cancelled at the first tick, before any of its mail left (as Plunk then
@@ -306,7 +320,7 @@ def setup(url: str, recipients: int) -> tuple[str, str, list[str]]:
             " timezone('UTC', now()))",
             (campaign, project),
         )
-        total = conn.execute("SELECT plunk_sql.start_campaign(%s)", (campaign,)).fetchone()[0]
+        total = _scalar(conn, "SELECT plunk_sql.start_campaign(%s)", (campaign,))
         assert total == recipients, (total, recipients)
         targets = []
         size = max(20, min(500, recipients // 10))
@@ -353,7 +367,7 @@ def setup(url: str, recipients: int) -> tuple[str, str, list[str]]:
 class Driver:
     def __init__(
         self,
-        cluster,
+        cluster: Cluster,
         url: str,
         campaign: str,
         project: str,
@@ -365,7 +379,7 @@ class Driver:
         seed: int,
         timeout: float,
         fault_rate: float = 1.0,
-        log=print,
+        log: Callable[[str], object] = print,
         cancel_targets: list[str] | None = None,
     ) -> None:
         self.fault_rate = fault_rate
@@ -383,7 +397,7 @@ class Driver:
         self.rnd = random.Random(seed)
         self.timeout = timeout
         self.faults = Faults()
-        self.procs: list[subprocess.Popen] = []
+        self.procs: list[subprocess.Popen[bytes]] = []
         self.log = log
         self.total = 0
 
@@ -419,6 +433,7 @@ class Driver:
             " WHERE campaign_id = %s",
             (self.campaign,),
         ).fetchone()
+        assert row is not None
         return row[0], row[1], row[2]
 
     def respawn_crashed(self) -> None:
@@ -605,13 +620,16 @@ class Driver:
         """Every cancelled campaign has nothing open (the restarted one is SENT)."""
         if not self.cancel_targets:
             return True
-        return conn.execute(
-            "SELECT NOT EXISTS (SELECT 1 FROM public.campaigns AS c WHERE c.id = ANY(%s)"
-            " AND c.status::text IN ('SENDING', 'DRAFT', 'SCHEDULED'))"
-            " AND NOT EXISTS (SELECT 1 FROM plunk_sql.recipients AS r WHERE r.campaign_id = ANY(%s)"
-            " AND r.state IN ('pending', 'claimed', 'in_flight'))",
-            (self.cancel_targets, self.cancel_targets),
-        ).fetchone()[0]
+        return bool(
+            _scalar(
+                conn,
+                "SELECT NOT EXISTS (SELECT 1 FROM public.campaigns AS c WHERE c.id = ANY(%s)"
+                " AND c.status::text IN ('SENDING', 'DRAFT', 'SCHEDULED'))"
+                " AND NOT EXISTS (SELECT 1 FROM plunk_sql.recipients AS r WHERE r.campaign_id = ANY(%s)"
+                " AND r.state IN ('pending', 'claimed', 'in_flight'))",
+                (self.cancel_targets, self.cancel_targets),
+            )
+        )
 
     def restart_server(self) -> None:
         self.log("chaos: restarting PostgreSQL with -m immediate")
@@ -627,9 +645,11 @@ class Driver:
         self.has_pause = has_function(conn, "plunk_sql.pause_campaign(text)") and has_function(
             conn, "plunk_sql.resume_campaign(text)"
         )
-        self.total = conn.execute(
-            "SELECT total FROM plunk_sql.campaign_runs WHERE campaign_id = %s", (self.campaign,)
-        ).fetchone()[0]
+        self.total = _scalar(
+            conn,
+            "SELECT total FROM plunk_sql.campaign_runs WHERE campaign_id = %s",
+            (self.campaign,),
+        )
         if self.has_pause:
             conn.execute("SELECT plunk_sql.pause_campaign(%s)", (self.campaign,))
         for _ in range(self.n_workers):
@@ -806,9 +826,9 @@ VIOLATION_QUERIES = {
 
 def verify(conn: psycopg.Connection, campaign: str, report: Report) -> Report:
     params = {"c": campaign}
-    report.status = conn.execute(
-        "SELECT status::text FROM public.campaigns WHERE id = %s", (campaign,)
-    ).fetchone()[0]
+    report.status = _scalar(
+        conn, "SELECT status::text FROM public.campaigns WHERE id = %s", (campaign,)
+    )
     report.outcomes = dict(
         conn.execute(
             "SELECT state::text, count(*) FROM plunk_sql.recipients WHERE campaign_id = %s"
@@ -824,12 +844,12 @@ def verify(conn: psycopg.Connection, campaign: str, report: Report) -> Report:
             (campaign,),
         ).fetchall()
     }
-    report.emails = conn.execute(
-        'SELECT count(*) FROM public.emails WHERE "campaignId" = %s', (campaign,)
-    ).fetchone()[0]
-    report.mailed = conn.execute(
-        "SELECT count(*) FROM chaos.outbox WHERE campaign_id = %s", (campaign,)
-    ).fetchone()[0]
+    report.emails = _scalar(
+        conn, 'SELECT count(*) FROM public.emails WHERE "campaignId" = %s', (campaign,)
+    )
+    report.mailed = _scalar(
+        conn, "SELECT count(*) FROM chaos.outbox WHERE campaign_id = %s", (campaign,)
+    )
     report.plunk_cancels = {
         shape: f"{result} ({status})"
         for shape, result, status in conn.execute(
@@ -837,7 +857,7 @@ def verify(conn: psycopg.Connection, campaign: str, report: Report) -> Report:
             " JOIN public.campaigns AS c ON c.id = p.campaign_id ORDER BY p.shape"
         ).fetchall()
     }
-    report.claims_handed_out = conn.execute("SELECT count(*) FROM chaos.claim_log").fetchone()[0]
+    report.claims_handed_out = _scalar(conn, "SELECT count(*) FROM chaos.claim_log")
     report.opted_out = dict(
         conn.execute(
             "SELECT kind, count(DISTINCT contact_id) FROM chaos.opt_out GROUP BY kind"
@@ -849,7 +869,7 @@ def verify(conn: psycopg.Connection, campaign: str, report: Report) -> Report:
         ).fetchall()
     )
     report.violations |= {
-        name: conn.execute(sql, params).fetchone()[0] for name, sql in VIOLATION_QUERIES.items()
+        name: _scalar(conn, sql, params) for name, sql in VIOLATION_QUERIES.items()
     }
     return report
 
@@ -864,7 +884,7 @@ def run(
     seed: int | None = None,
     timeout: float = 900,
     fault_rate: float = 1.0,
-    log=print,
+    log: Callable[[str], object] = print,
 ) -> Report:
     """A full chaos run on a new throwaway cluster; returns the verified report."""
     from plunk_sql.testing.cluster import start_cluster
