@@ -14,12 +14,10 @@ from plunk_sql import plunk_schema, resources
 from plunk_sql.migrate import UnsupportedPlunkSchema, migrate
 
 # Plunk v2's newest optional tables and columns (plunk-facts.md): accepted, never required.
+# (segment_memberships' "createdAt"/"updatedAt" are in sql/plunk_tables.sql already: v2 has them.)
 NEWEST_V2 = """
 ALTER TABLE public.contacts ADD COLUMN "snoozedUntil" timestamp(3), ADD COLUMN timezone text;
 ALTER TABLE public.campaigns ADD COLUMN archived boolean NOT NULL DEFAULT false;
-ALTER TABLE public.segment_memberships
-    ADD COLUMN "createdAt" timestamp(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    ADD COLUMN "updatedAt" timestamp(3) NOT NULL DEFAULT CURRENT_TIMESTAMP;
 ALTER TABLE public.emails
     ADD COLUMN "recipientAddress" text, ADD COLUMN suppression jsonb,
     ADD COLUMN "renderedSubject" text, ADD COLUMN "renderedBody" text,
