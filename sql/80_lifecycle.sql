@@ -171,6 +171,7 @@ DECLARE
     v_now timestamp := plunk_sql.utc_now();
     v_lock_timeout text := pg_catalog.current_setting('lock_timeout');
     v_attempts integer := 0;
+    v_signal text;
 BEGIN
     PERFORM plunk_sql._lifecycle_lock(p_campaign_id);
 
@@ -204,9 +205,15 @@ BEGIN
                                                 p_campaign_id, v_status);
             END IF;
             -- Started while we waited for the row: release it, cancel the send.
-            RAISE EXCEPTION USING ERRCODE = 'P0001', MESSAGE = 'plunk_sql: started concurrently';
+            -- Internal signal, caught just below and recognised by its constraint
+            -- name (never by message text); it never reaches a caller.
+            RAISE EXCEPTION USING
+                ERRCODE = 'raise_exception',
+                SCHEMA = 'plunk_sql', CONSTRAINT = 'started_concurrently',
+                MESSAGE = 'plunk_sql: started concurrently';
         EXCEPTION WHEN raise_exception THEN
-            IF SQLERRM <> 'plunk_sql: started concurrently' THEN
+            GET STACKED DIAGNOSTICS v_signal = CONSTRAINT_NAME;
+            IF v_signal IS DISTINCT FROM 'started_concurrently' THEN
                 RAISE;
             END IF;
         END;
