@@ -179,6 +179,35 @@ def test_lifecycle__cancel_scheduled_goes_back_to_draft(conn, plunk):
     assert conn.execute("SELECT * FROM plunk_sql.sweep()").fetchall() == []
 
 
+def test_lifecycle__cancel_waiting_on_a_concurrent_start_cancels_the_send(conn, plunk, db_url):
+    """cancel_campaign on a SCHEDULED campaign whose row a start holds: it waits, sees the run
+    the start made, and cancels the send (the internal started-concurrently path)."""
+    pid = plunk.project()
+    plunk.contacts(pid, 5)
+    cid = plunk.campaign(pid, status="SCHEDULED", scheduled_for="2020-01-01")
+    with psycopg.connect(db_url) as starter, psycopg.connect(db_url, autocommit=True) as canceller:
+        assert starter.execute("SELECT plunk_sql.start_campaign(%s)", (cid,)).fetchone()[0] == 5
+        result: list[object] = []
+        thread = threading.Thread(
+            target=lambda: result.append(call(canceller, "cancel_campaign", cid))
+        )
+        thread.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the cancel waits for the campaigns row
+            waiting = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND query LIKE '%%cancel_campaign%%'"
+            ).fetchone()[0]
+            if waiting:
+                break
+            time.sleep(0.05)
+        starter.commit()
+        thread.join(10)
+    assert result == ["DRAFT"]  # nothing had been sent
+    assert plunk.campaign_row(cid)["status"] == "DRAFT"
+    assert states(conn, cid) == {}  # the run was retired: no current recipients
+
+
 @pytest.mark.parametrize("status", ["DRAFT", "SENT", "CANCELLED", "SENDING"])
 def test_lifecycle__cancel_refuses_other_states(conn, plunk, status):
     project = plunk.project()
