@@ -111,9 +111,13 @@ COMMENT ON FUNCTION plunk_sql._campaign_runs_after_delete() IS
 -- 95_roles.sql revoked PUBLIC from the functions that existed when it ran; this one comes after.
 REVOKE ALL ON FUNCTION plunk_sql.check_invariants(text) FROM PUBLIC;
 DO $$
+DECLARE
+    -- The operator role's name follows the role_prefix setting (migrate --role-prefix).
+    v_operator text := plunk_sql.role_name('operator');
 BEGIN
-    IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'plunk_sql_operator') THEN
-        GRANT EXECUTE ON FUNCTION plunk_sql.check_invariants(text) TO plunk_sql_operator;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = v_operator) THEN
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION plunk_sql.check_invariants(text) TO %I',
+                                  v_operator);
     END IF;
 END
 $$;
