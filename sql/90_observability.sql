@@ -125,9 +125,11 @@ CREATE OR REPLACE TRIGGER campaign_runs_progressed
 DROP VIEW IF EXISTS plunk_sql.stuck_campaigns;
 
 -- Campaigns that need an operator (or are about to get the sweep's help):
---   'no progress'              toolkit campaign SENDING, not paused, whose counters have
---                              not moved for stuck_after (open > 0: waiting on workers or
---                              emails; open = 0: the sweep's finalize backstop is due);
+--   'no progress'              a run (toolkit or guard) SENDING, not paused, whose counters
+--                              have not moved for stuck_after (open > 0: waiting on workers or
+--                              emails; open = 0: the sweep's finalize backstop is due; a guarded
+--                              run's hint says whether guard mode is on and that the sweep
+--                              finishes it after guard_quiet_period);
 --   'scheduled start overdue'  SCHEDULED, "scheduledFor" passed more than stuck_after ago
 --                              (no sweep running, or the start fails: see the server log);
 --   'sending without snapshot' SENDING from before plunk_sql was installed, untouched for
@@ -154,7 +156,11 @@ SELECT run.campaign_id,
        open.n AS open_recipients,
        NULL::integer AS open_emails,
        false AS repairable,
-       CASE WHEN open.n = 0
+       CASE WHEN run.kind = 'guard'
+            THEN pg_catalog.format('guarded send (guard mode %s): Plunk sends it; the sweep finishes it once '
+                                   'nothing is PENDING/SENDING for guard_quiet_period (plunk_sql.guard_status)',
+                                   CASE WHEN plunk_sql.guard_mode_on() THEN 'on' ELSE 'off' END)
+            WHEN open.n = 0
             THEN 'nothing open: SELECT * FROM plunk_sql.sweep() sets it SENT'
             ELSE 'open recipients are waiting: are workers claiming? SELECT * FROM plunk_sql.campaign_progress'
        END AS hint
@@ -200,6 +206,9 @@ SELECT c.id,
             THEN pg_catalog.format('SELECT plunk_sql.repair_campaign(%L)', c.id)
             ELSE pg_catalog.format('%s emails still PENDING/SENDING: wait for them, or set them FAILED', e.open_emails)
        END
+       || CASE WHEN plunk_sql.guard_mode_on()
+               THEN ' (guard mode is on but does not follow this send: plunk_sql.guard_status says why)'
+               ELSE '' END
 FROM public.campaigns AS c
 CROSS JOIN cfg
 CROSS JOIN LATERAL (

@@ -590,3 +590,29 @@ def test_guard__lost_job_of_a_late_joiner_is_abandoned_too(
     ).fetchall()
     assert statuses == [("FAILED", 1), ("SENT", 2)]
     assert len(changed["late"]) == 3
+
+
+def test_guard__stuck_campaigns_says_a_guarded_send_is_plunks_and_guard_mode_is_on(
+    scene: Scene, conn: psycopg.Connection
+) -> None:
+    guard(conn, "on", quiet="1 hour")
+    s = scene.sender("seed")
+    s.start()
+    s.batch()
+    conn.execute("UPDATE plunk_sql.settings SET value = '1 second' WHERE key = 'stuck_after'")
+    conn.execute(
+        "UPDATE plunk_sql.campaign_runs SET started_at = now() - interval '1 minute',"
+        " progressed_at = NULL WHERE campaign_id = %s",
+        (s.campaign_id,),
+    )
+    rows = conn.execute(
+        "SELECT reason, hint FROM plunk_sql.stuck_campaigns WHERE campaign_id = %s",
+        (s.campaign_id,),
+    ).fetchall()
+    assert len(rows) == 1 and rows[0][0] == "no progress"
+    assert "guarded send (guard mode on)" in rows[0][1]
+    guard(conn, "off")
+    hint = conn.execute(
+        "SELECT hint FROM plunk_sql.stuck_campaigns WHERE campaign_id = %s", (s.campaign_id,)
+    ).fetchone()
+    assert hint is not None and "guard mode off" in hint[0]
