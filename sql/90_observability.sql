@@ -145,7 +145,11 @@ DROP VIEW IF EXISTS plunk_sql.stuck_campaigns;
 -- plus their open recipients / open emails, never the settled history.
 CREATE VIEW plunk_sql.stuck_campaigns AS
 WITH cfg AS (
-    SELECT plunk_sql.setting('stuck_after')::interval AS stuck_after
+    SELECT plunk_sql.setting('stuck_after')::interval AS stuck_after,
+           -- Read here rather than through guard_mode_on(): a view's functions run with
+           -- the caller's EXECUTE rights, its tables with the owner's.
+           coalesce((SELECT s.value = 'on' FROM plunk_sql.settings AS s WHERE s.key = 'guard_mode'),
+                    false) AS guard_mode
 )
 SELECT run.campaign_id,
        run.project_id,
@@ -159,7 +163,7 @@ SELECT run.campaign_id,
        CASE WHEN run.kind = 'guard'
             THEN pg_catalog.format('guarded send (guard mode %s): Plunk sends it; the sweep finishes it once '
                                    'nothing is PENDING/SENDING for guard_quiet_period (plunk_sql.guard_status)',
-                                   CASE WHEN plunk_sql.guard_mode_on() THEN 'on' ELSE 'off' END)
+                                   CASE WHEN cfg.guard_mode THEN 'on' ELSE 'off' END)
             WHEN open.n = 0
             THEN 'nothing open: SELECT * FROM plunk_sql.sweep() sets it SENT'
             ELSE 'open recipients are waiting: are workers claiming? SELECT * FROM plunk_sql.campaign_progress'
@@ -206,7 +210,7 @@ SELECT c.id,
             THEN pg_catalog.format('SELECT plunk_sql.repair_campaign(%L)', c.id)
             ELSE pg_catalog.format('%s emails still PENDING/SENDING: wait for them, or set them FAILED', e.open_emails)
        END
-       || CASE WHEN plunk_sql.guard_mode_on()
+       || CASE WHEN cfg.guard_mode
                THEN ' (guard mode is on but does not follow this send: plunk_sql.guard_status says why)'
                ELSE '' END
 FROM public.campaigns AS c
