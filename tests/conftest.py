@@ -43,6 +43,11 @@ SLOW_MODULES = {
     "test_model": "hypothesis state machine over concurrent sessions",
     "test_audience_properties": "hypothesis properties against the reference audience",
     "test_upgrade": "installs the previous release from git, migrates mid-send",
+    "test_plain_install": "imports and runs the CLI in fresh interpreters without the extras",
+    "test_cli_errors": "runs every command as a subprocess against three failing servers",
+    "test_pgbouncer": "starts PgBouncer, worker, watch and sweep processes",
+    "test_managed_pg": "creates login roles and migrates as each of them",
+    "test_guard": "waits out guard mode's quiet periods",
 }
 
 
