@@ -20,8 +20,10 @@ test: lint typecheck docs
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The edit-test loop (under 2 minutes): the suite without the `slow` layer (tests/conftest.py).
+# One process per core (pytest-xdist), each with its own throwaway cluster: the per-test
+# database clones, not the tests, dominate this layer.
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" -n auto $(PYTEST_ARGS)
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
