@@ -23,6 +23,9 @@ CREATE UNLOGGED TABLE IF NOT EXISTS plunk_sql_test.moves (
 CREATE OR REPLACE FUNCTION plunk_sql_test.record_move() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    IF current_setting('plunk_sql_test.by_hand', true) = 'on' THEN
+        RETURN NULL;  -- a test fabricating a row (by_hand()), not a toolkit writer
+    END IF;
     IF TG_TABLE_NAME = 'retired_recipients' THEN
         INSERT INTO plunk_sql_test.moves (from_state, to_state)
         VALUES (substr(NEW.reason, length('retired while ') + 1)::plunk_sql.recipient_state, NEW.state)
@@ -49,6 +52,13 @@ DROP TRIGGER IF EXISTS plunk_sql_test_record_move ON plunk_sql.recipients;
 DROP TRIGGER IF EXISTS plunk_sql_test_record_retired ON plunk_sql.retired_recipients;
 DROP SCHEMA IF EXISTS plunk_sql_test CASCADE;
 """
+
+
+def by_hand(conn: psycopg.Connection, sql: str, params: tuple[object, ...]) -> None:
+    """A test's own write of recipients (setting up a state no writer makes): not recorded."""
+    with conn.transaction():
+        conn.execute("SET LOCAL plunk_sql_test.by_hand = 'on'")
+        conn.execute(sql, params)
 
 
 def install(conn: psycopg.Connection) -> None:
