@@ -1,16 +1,19 @@
-"""The cost of migration 0009's CHECK constraints on plunk_sql.recipients on the per-email
-settle path (issue 14; not in `make test`).
+"""The cost of the recipient state machine's enforcement on the per-email settle path (issue
+14; not in `make test`): migration 0009's CHECK constraints and the transition trigger
+(sql/12_recipient_states.sql).
 
     .venv/bin/python -m bench.recipient_checks [--emails N] [--rounds R] [--fsync]
 
-Starts a throwaway cluster with two migrated databases, identical but for the four CHECK
-constraints (dropped in one). Each round, in each database (order alternating, so drift in
-the shared machine's load hits both alike): a campaign of N recipients is started, claimed in
-batches of 500 and its emails inserted one statement per batch (claim and link: timed), then
-settled the way Plunk's email worker does it, one autocommitted single-row
-`UPDATE emails SET status = 'SENT'` per email (timed); then every settled row is rewritten in one
-statement, five times (the constraints' own per-row cost). Prints each run and the medians.
-fsync is off unless --fsync: the constraints cost CPU, not I/O, and a commit-bound run hides it.
+Starts a throwaway cluster with three migrated databases, identical but for what is dropped:
+`all` (as installed), `checks` (the transition trigger dropped), `none` (trigger and CHECK
+constraints dropped). Each round, in each database (order rotating, so drift in the shared
+machine's load hits all alike): a campaign of about N recipients is started; its pending rows
+are moved pending -> claimed -> pending by hand five times in one statement each (`moves`: the
+per-row cost of the trigger's WHEN clause and the constraints alone); then claimed in batches of
+500 with one emails INSERT per batch (`link`), then settled the way Plunk's email worker does,
+one autocommitted single-row `UPDATE emails SET status = 'SENT'` per email (`settle`). Prints
+each run and the medians. fsync is off unless --fsync: the checks cost CPU, not I/O, and a
+commit-bound run hides it.
 """
 
 from __future__ import annotations
@@ -34,15 +37,42 @@ CHECKS = (
     "recipients_reason_iff_failed_or_skipped",
     "recipients_lease_when_claimed",
 )
+DROP = {
+    "all": [],
+    "checks": ["DROP TRIGGER plunk_sql_recipients_transition ON plunk_sql.recipients"],
+    "none": [
+        "DROP TRIGGER plunk_sql_recipients_transition ON plunk_sql.recipients",
+        *(f"ALTER TABLE plunk_sql.recipients DROP CONSTRAINT {name}" for name in CHECKS),
+    ],
+}
+PHASES = ("settle", "link", "moves")
 SETTLE = (
     "UPDATE public.emails SET status = 'SENT', \"sentAt\" = timezone('UTC', now()),"
     " \"updatedAt\" = timezone('UTC', now()) WHERE id = %s"
 )
 
 
-def prepare(url: str, n: int, round_no: int) -> tuple[str, list[str], float]:
-    """A started campaign of about n recipients, all claimed and linked; returns its id, its email
-    ids and the seconds claim + link took."""
+def moves(conn: psycopg.Connection, cid: str) -> tuple[float, int]:
+    """Seconds for 5 x (pending -> claimed, claimed -> pending) of every row, and the rows."""
+    t = time.perf_counter()
+    rows = 0
+    for _ in range(5):
+        rows += conn.execute(
+            "UPDATE plunk_sql.recipients SET state = 'claimed', lease_expires_at = now()"
+            " WHERE campaign_id = %s AND state = 'pending'",
+            (cid,),
+        ).rowcount
+        rows += conn.execute(
+            "UPDATE plunk_sql.recipients SET state = 'pending', lease_expires_at = NULL"
+            " WHERE campaign_id = %s AND state = 'claimed'",
+            (cid,),
+        ).rowcount
+    return time.perf_counter() - t, rows
+
+
+def prepare(url: str, n: int, round_no: int) -> tuple[str, list[str], dict[str, float]]:
+    """A started campaign of about n recipients, all claimed and linked: its id, its email
+    ids, and the seconds of the moves and link phases."""
     pid, cid = f"p{round_no}", f"c{round_no}"
     with psycopg.connect(url, autocommit=True) as conn:
         data.project(conn, pid)
@@ -50,6 +80,8 @@ def prepare(url: str, n: int, round_no: int) -> tuple[str, list[str], float]:
         data.campaign(conn, cid, pid)
         conn.execute("SELECT plunk_sql.start_campaign(%s)", (cid,))
         conn.execute("VACUUM ANALYZE public.emails")
+        moves_s, _ = moves(conn, cid)
+        conn.execute("VACUUM plunk_sql.recipients")
         emails: list[str] = []
         t = time.perf_counter()
         while True:  # every recipient, so the last settle sets SENT
@@ -73,7 +105,7 @@ def prepare(url: str, n: int, round_no: int) -> tuple[str, list[str], float]:
                 },
             )
             emails += ids
-        return cid, emails, time.perf_counter() - t
+        return cid, emails, {"moves": moves_s, "link": time.perf_counter() - t}
 
 
 def settle(url: str, emails: list[str]) -> float:
@@ -82,21 +114,6 @@ def settle(url: str, emails: list[str]) -> float:
         for email in emails:
             conn.execute(SETTLE, (email,), prepare=True)
         return time.perf_counter() - t
-
-
-def rewrite(url: str, cid: str) -> float:
-    """The constraints alone: the median of 5 one-statement rewrites of every settled row of
-    the campaign (no trigger fires on recipients; each new row version is checked)."""
-    times = []
-    with psycopg.connect(url, autocommit=True) as conn:
-        for _ in range(5):
-            t = time.perf_counter()
-            conn.execute(
-                "UPDATE plunk_sql.recipients SET settled_at = settled_at WHERE campaign_id = %s",
-                (cid,),
-            )
-            times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -109,42 +126,43 @@ def main() -> None:
     cluster = start_cluster(fast_unsafe=not args.fsync)
     try:
         urls = {}
-        for label in ("with", "without"):
+        for label, statements in DROP.items():
             with psycopg.connect(cluster.url(), autocommit=True) as admin:
                 admin.execute(f"CREATE DATABASE checks_{label}")
             urls[label] = cluster.url(f"checks_{label}")
             migrate(urls[label], with_plunk_tables=True, schedule_sweep=False)
-        with psycopg.connect(urls["without"], autocommit=True) as conn:
-            for name in CHECKS:
-                conn.execute(f"ALTER TABLE plunk_sql.recipients DROP CONSTRAINT {name}")
-        results: dict[str, dict[str, list[float]]] = {
-            k: {p: [] for p in ("settle", "link", "rewrite")} for k in urls
-        }
+            with psycopg.connect(urls[label], autocommit=True) as conn:
+                for statement in statements:
+                    conn.execute(statement)
+        results: dict[str, dict[str, list[float]]] = {k: {p: [] for p in PHASES} for k in urls}
+        labels = list(urls)
         for r in range(args.rounds):
-            order = ("with", "without") if r % 2 == 0 else ("without", "with")
-            for label in order:
-                cid, emails, link_s = prepare(urls[label], args.emails, r)
-                settle_s = settle(urls[label], emails)
+            for label in labels[r % 3 :] + labels[: r % 3]:
+                cid, emails, timed = prepare(urls[label], args.emails, r)
+                timed["settle"] = settle(urls[label], emails)
                 with psycopg.connect(urls[label], autocommit=True) as conn:
-                    (status,) = conn.execute(
+                    row = conn.execute(
                         "SELECT status::text FROM public.campaigns WHERE id = %s", (cid,)
-                    ).fetchone() or ("?",)
-                rewrite_s = rewrite(urls[label], cid)
-                results[label]["rewrite"].append(rewrite_s)
-                results[label]["settle"].append(settle_s)
-                results[label]["link"].append(link_s)
+                    ).fetchone()
+                for phase in PHASES:
+                    results[label][phase].append(timed[phase])
                 print(
-                    f"round {r} {label:>7} constraints: settle {len(emails):,} single-row UPDATEs"
-                    f" {settle_s:6.2f} s ({settle_s / len(emails) * 1e6:5.0f} us/email),"
-                    f" claim+link {link_s:5.2f} s, rewrite {rewrite_s:5.3f} s, campaign {status}, load {os.getloadavg()[0]:.1f}"
+                    f"round {r} {label:>6}: settle {len(emails):,} single-row UPDATEs"
+                    f" {timed['settle']:6.2f} s ({timed['settle'] / len(emails) * 1e6:4.0f} us/email),"
+                    f" link {timed['link']:5.2f} s, moves {timed['moves']:5.3f} s,"
+                    f" campaign {row[0] if row else '?'}, load {os.getloadavg()[0]:.1f}",
+                    flush=True,
                 )
         med = {k: {p: statistics.median(v) for p, v in d.items()} for k, d in results.items()}
-        for phase in ("settle", "link", "rewrite"):
-            w, wo = med["with"][phase], med["without"][phase]
-            print(
-                f"median {phase}: with {w:.2f} s, without {wo:.2f} s, ratio {w / wo:.3f}"
-                f" ({(w - wo) / args.emails * 1e6:+.1f} us/email)"
+        per_row = {"settle": args.emails, "link": args.emails, "moves": 10 * args.emails}
+        for phase in PHASES:
+            base = med["none"][phase]
+            cells = ", ".join(
+                f"{k} {med[k][phase]:.3f} s (x{med[k][phase] / base:.3f},"
+                f" {(med[k][phase] - base) / per_row[phase] * 1e6:+.2f} us/row)"
+                for k in labels
             )
+            print(f"median {phase}: {cells}")
     finally:
         cluster.destroy()
 

@@ -23,9 +23,6 @@ CREATE UNLOGGED TABLE IF NOT EXISTS plunk_sql_test.moves (
 CREATE OR REPLACE FUNCTION plunk_sql_test.record_move() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF current_setting('plunk_sql_test.by_hand', true) = 'on' THEN
-        RETURN NULL;  -- a test fabricating a row (by_hand()), not a toolkit writer
-    END IF;
     IF TG_TABLE_NAME = 'retired_recipients' THEN
         INSERT INTO plunk_sql_test.moves (from_state, to_state)
         VALUES (substr(NEW.reason, length('retired while ') + 1)::plunk_sql.recipient_state, NEW.state)
@@ -55,9 +52,11 @@ DROP SCHEMA IF EXISTS plunk_sql_test CASCADE;
 
 
 def by_hand(conn: psycopg.Connection, sql: str, params: tuple[object, ...]) -> None:
-    """A test's own write of recipients (setting up a state no writer makes): not recorded."""
+    """A test's own write of recipients (setting up a state no writer makes): neither refused
+    by plunk_sql_recipients_transition nor recorded (no trigger fires; superuser only). The
+    CHECK constraints still apply."""
     with conn.transaction():
-        conn.execute("SET LOCAL plunk_sql_test.by_hand = 'on'")
+        conn.execute("SET LOCAL session_replication_role = replica")
         conn.execute(sql, params)
 
 
