@@ -56,6 +56,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.module is not None and item.module.__name__.rpartition(".")[2] in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
+        if (
+            RECORD_MOVES
+            and item.module is not None
+            and item.module.__name__.endswith("test_upgrade")
+        ):
+            # It compares a clone's catalog with a fresh install: the recorder is a difference.
+            item.add_marker(pytest.mark.skip(reason="PLUNK_SQL_RECORD_MOVES adds triggers"))
 
 
 _counter = itertools.count()
