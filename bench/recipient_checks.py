@@ -11,8 +11,10 @@ machine's load hits all alike): a campaign of about N recipients is started; its
 are moved pending -> claimed -> pending by hand five times in one statement each (`moves`: the
 per-row cost of the trigger's WHEN clause and the constraints alone); then claimed in batches of
 500 with one emails INSERT per batch (`link`), then settled the way Plunk's email worker does,
-one autocommitted single-row `UPDATE emails SET status = 'SENT'` per email (`settle`). Prints
-each run and the medians. fsync is off unless --fsync: the checks cost CPU, not I/O, and a
+one autocommitted single-row `UPDATE emails SET status = 'SENT'` per email (`settle`). Then
+`interleaved moves`: a pending -> claimed -> pending pair of statements over a fresh campaign,
+in each database in turn, --micro times (the sharpest figure on a busy machine). Prints each
+run and the medians. fsync is off unless --fsync: the checks cost CPU, not I/O, and a
 commit-bound run hides it.
 """
 
@@ -116,11 +118,47 @@ def settle(url: str, emails: list[str]) -> float:
         return time.perf_counter() - t
 
 
+def interleaved_moves(urls: dict[str, str], n: int, reps: int) -> dict[str, list[float]]:
+    """The moves alone, interleaved across the databases one short statement pair at a time
+    (drift in the machine's load hits every variant alike): per repetition, every pending row
+    of a fresh campaign of about n goes pending -> claimed -> pending, in each database in
+    turn. Returns the seconds per repetition."""
+    conns = {k: psycopg.connect(u, autocommit=True) for k, u in urls.items()}
+    try:
+        for conn in conns.values():
+            data.project(conn, "pm")
+            data.contacts(conn, "pm", n * 20 // 19, events=False)
+            data.campaign(conn, "cm", "pm")
+            conn.execute("SELECT plunk_sql.start_campaign('cm')")
+        out: dict[str, list[float]] = {k: [] for k in conns}
+        labels = list(conns)
+        for r in range(reps):
+            for k in labels[r % len(labels) :] + labels[: r % len(labels)]:
+                conn = conns[k]
+                t = time.perf_counter()
+                conn.execute(
+                    "UPDATE plunk_sql.recipients SET state = 'claimed', lease_expires_at = now()"
+                    " WHERE campaign_id = 'cm' AND state = 'pending'"
+                )
+                conn.execute(
+                    "UPDATE plunk_sql.recipients SET state = 'pending', lease_expires_at = NULL"
+                    " WHERE campaign_id = 'cm' AND state = 'claimed'"
+                )
+                out[k].append(time.perf_counter() - t)
+                if r % 5 == 4:
+                    conn.execute("VACUUM plunk_sql.recipients")
+        return out
+    finally:
+        for conn in conns.values():
+            conn.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--emails", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--fsync", action="store_true")
+    parser.add_argument("--micro", type=int, default=30, help="interleaved moves repetitions")
     args = parser.parse_args()
     os.environ.setdefault("PLUNK_SQL_SCHEDULE_SWEEP", "0")
     cluster = start_cluster(fast_unsafe=not args.fsync)
@@ -153,9 +191,18 @@ def main() -> None:
                     f" campaign {row[0] if row else '?'}, load {os.getloadavg()[0]:.1f}",
                     flush=True,
                 )
-        med = {k: {p: statistics.median(v) for p, v in d.items()} for k, d in results.items()}
-        per_row = {"settle": args.emails, "link": args.emails, "moves": 10 * args.emails}
-        for phase in PHASES:
+        if args.micro:
+            for k, times in interleaved_moves(urls, args.emails, args.micro).items():
+                results[k]["interleaved moves"] = times
+        phases = [p for p in (*PHASES, "interleaved moves") if results["none"].get(p)]
+        med = {k: {p: statistics.median(v) for p, v in d.items() if v} for k, d in results.items()}
+        per_row = {
+            "settle": args.emails,
+            "link": args.emails,
+            "moves": 10 * args.emails,
+            "interleaved moves": 2 * args.emails,
+        }
+        for phase in phases:
             base = med["none"][phase]
             cells = ", ".join(
                 f"{k} {med[k][phase]:.3f} s (x{med[k][phase] / base:.3f},"
