@@ -1,21 +1,22 @@
-"""The cost of the recipient state machine's enforcement on the per-email settle path (issue
-14; not in `make test`): migration 0009's CHECK constraints and the transition trigger
-(sql/12_recipient_states.sql).
+"""The cost of the recipient state machine's checks on the per-email settle path (issue 14;
+not in `make test`): migration 0009's CHECK constraints, and the transition trigger that was
+measured and rejected (sql/12_recipient_states.sql says why).
 
-    .venv/bin/python -m bench.recipient_checks [--emails N] [--rounds R] [--fsync]
+    .venv/bin/python -m bench.recipient_checks [--emails N] [--rounds R] [--micro M] [--chunk C] [--fsync]
 
-Starts a throwaway cluster with three migrated databases, identical but for what is dropped:
-`all` (as installed), `checks` (the transition trigger dropped), `none` (trigger and CHECK
-constraints dropped). Each round, in each database (order rotating, so drift in the shared
-machine's load hits all alike): a campaign of about N recipients is started; its pending rows
-are moved pending -> claimed -> pending by hand five times in one statement each (`moves`: the
-per-row cost of the trigger's WHEN clause and the constraints alone); then claimed in batches of
-500 with one emails INSERT per batch (`link`), then settled the way Plunk's email worker does,
-one autocommitted single-row `UPDATE emails SET status = 'SENT'` per email (`settle`). Then
-`interleaved moves`: a pending -> claimed -> pending pair of statements over a fresh campaign,
-in each database in turn, --micro times (the sharpest figure on a busy machine). Prints each
-run and the medians. fsync is off unless --fsync: the checks cost CPU, not I/O, and a
-commit-bound run hides it.
+Starts a throwaway cluster with three migrated databases: `trigger` (as installed, plus a row
+trigger on recipients whose WHEN clause, generated from plunk_sql.recipient_transitions(),
+lets allowed moves through without entering PL/pgSQL), `checks` (as installed), `none` (the
+CHECK constraints dropped). Each round, in each database (order rotating, so drift in the
+shared machine's load hits all alike): a campaign of about N recipients is started; its pending
+rows are moved pending -> claimed -> pending by hand five times in one statement each (`moves`);
+then claimed in batches of 500 with one emails INSERT per batch (`link`), then settled the way
+Plunk's email worker does, one autocommitted single-row `UPDATE emails SET status = 'SENT'` per
+email (`settle`). Then, the sharpest figures on a busy machine: `interleaved moves` (the moves
+pair over a fresh campaign, in each database in turn, M times) and `interleaved settles` (a
+fresh campaign's single-row settles, C at a time in each database in turn). Prints each run and
+the medians. fsync is off unless --fsync: the checks cost CPU, not I/O, and a commit-bound run
+hides it.
 """
 
 from __future__ import annotations
@@ -39,13 +40,36 @@ CHECKS = (
     "recipients_reason_iff_failed_or_skipped",
     "recipients_lease_when_claimed",
 )
-DROP = {
-    "all": [],
-    "checks": ["DROP TRIGGER plunk_sql_recipients_transition ON plunk_sql.recipients"],
-    "none": [
-        "DROP TRIGGER plunk_sql_recipients_transition ON plunk_sql.recipients",
-        *(f"ALTER TABLE plunk_sql.recipients DROP CONSTRAINT {name}" for name in CHECKS),
-    ],
+# The rejected enforcement: refuse any move the one definition does not allow.
+TRANSITION_TRIGGER = """
+CREATE FUNCTION plunk_sql.bench_refuse_transition() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $f$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state', SCHEMA = 'plunk_sql',
+        MESSAGE = pg_catalog.format('recipient may not move from %s to %s', OLD.state, NEW.state);
+END
+$f$;
+DO $d$
+DECLARE
+    v_pairs text;
+BEGIN
+    SELECT pg_catalog.string_agg(pg_catalog.format(
+               '(%L::plunk_sql.recipient_state, %L::plunk_sql.recipient_state)', d.f, d.t), ', ')
+    INTO v_pairs
+    FROM (SELECT DISTINCT t.from_state AS f, t.to_state AS t
+          FROM plunk_sql.recipient_transitions() AS t) AS d;
+    EXECUTE pg_catalog.format(
+        'CREATE TRIGGER bench_recipients_transition BEFORE UPDATE OF state ON plunk_sql.recipients'
+        ' FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state'
+        ' AND (OLD.state, NEW.state) NOT IN (%s))'
+        ' EXECUTE FUNCTION plunk_sql.bench_refuse_transition()', v_pairs);
+END
+$d$;
+"""
+SETUP = {
+    "trigger": [TRANSITION_TRIGGER],
+    "checks": [],
+    "none": [f"ALTER TABLE plunk_sql.recipients DROP CONSTRAINT {name}" for name in CHECKS],
 }
 PHASES = ("settle", "link", "moves")
 SETTLE = (
@@ -153,18 +177,41 @@ def interleaved_moves(urls: dict[str, str], n: int, reps: int) -> dict[str, list
             conn.close()
 
 
+def interleaved_settles(urls: dict[str, str], n: int, chunk: int) -> dict[str, list[float]]:
+    """Single-row settles interleaved across the databases, chunk emails at a time in each in
+    turn: the per-email figure with the machine's drift cancelled. Seconds per chunk."""
+    prepared = {k: prepare(u, n, 100)[1] for k, u in urls.items()}
+    conns = {k: psycopg.connect(u, autocommit=True) for k, u in urls.items()}
+    try:
+        out: dict[str, list[float]] = {k: [] for k in conns}
+        labels = list(conns)
+        steps = min(len(e) for e in prepared.values()) // chunk
+        for r in range(steps):
+            for k in labels[r % len(labels) :] + labels[: r % len(labels)]:
+                emails = prepared[k][r * chunk : (r + 1) * chunk]
+                t = time.perf_counter()
+                for email in emails:
+                    conns[k].execute(SETTLE, (email,), prepare=True)
+                out[k].append(time.perf_counter() - t)
+        return out
+    finally:
+        for conn in conns.values():
+            conn.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--emails", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--fsync", action="store_true")
     parser.add_argument("--micro", type=int, default=30, help="interleaved moves repetitions")
+    parser.add_argument("--chunk", type=int, default=500, help="interleaved settles per turn")
     args = parser.parse_args()
     os.environ.setdefault("PLUNK_SQL_SCHEDULE_SWEEP", "0")
     cluster = start_cluster(fast_unsafe=not args.fsync)
     try:
         urls = {}
-        for label, statements in DROP.items():
+        for label, statements in SETUP.items():
             with psycopg.connect(cluster.url(), autocommit=True) as admin:
                 admin.execute(f"CREATE DATABASE checks_{label}")
             urls[label] = cluster.url(f"checks_{label}")
@@ -194,13 +241,21 @@ def main() -> None:
         if args.micro:
             for k, times in interleaved_moves(urls, args.emails, args.micro).items():
                 results[k]["interleaved moves"] = times
-        phases = [p for p in (*PHASES, "interleaved moves") if results["none"].get(p)]
+        if args.chunk:
+            for k, times in interleaved_settles(urls, args.emails, args.chunk).items():
+                results[k]["interleaved settles"] = times
+        phases = [
+            p
+            for p in (*PHASES, "interleaved moves", "interleaved settles")
+            if results["none"].get(p)
+        ]
         med = {k: {p: statistics.median(v) for p, v in d.items() if v} for k, d in results.items()}
         per_row = {
             "settle": args.emails,
             "link": args.emails,
             "moves": 10 * args.emails,
             "interleaved moves": 2 * args.emails,
+            "interleaved settles": args.chunk,
         }
         for phase in phases:
             base = med["none"][phase]

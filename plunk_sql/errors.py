@@ -131,13 +131,6 @@ CATALOGUE: tuple[ErrorKind, ...] = (
         "the campaign (or recipient) is not in a state that allows the call",
     ),
     ErrorKind(
-        "55000",
-        IllegalTransition,
-        "a recipient state move plunk_sql.recipient_transitions() does not allow",
-        constraint="recipient_transition",
-        table="recipients",
-    ),
-    ErrorKind(
         "55P03",
         RecipientsLocked,
         "cancel_campaign: workers kept the campaign's recipients locked; retry",

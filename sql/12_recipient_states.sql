@@ -5,11 +5,13 @@
 -- from it (tests/test_recipient_states.py). The columns that go with each
 -- state are CHECK constraints on the table (migration 0009_recipient_checks).
 --
--- Enforced by a row trigger whose WHEN clause is generated from the list
--- below (so the list stays the one definition): an allowed move is one
--- comparison in the executor and never enters PL/pgSQL; a forbidden one is
--- refused (55000, CONSTRAINT recipient_transition). Its cost on the per-email
--- settle path is measured by `python -m bench.recipient_checks`.
+-- Checked, not enforced: a row trigger on recipients whose WHEN clause was
+-- generated from this list (allowed moves never entering PL/pgSQL) was
+-- measured at +25 us per single-row settle (+6%, `python -m
+-- bench.recipient_checks`, interleaved settles), on the path issue 14 must
+-- make faster. The writers are few and all in sql/; tests/test_model.py and
+-- any run with PLUNK_SQL_RECORD_MOVES=1 (tests/conftest.py) record every move
+-- and fail on one this list does not allow.
 
 -- plunk_sql.recipient_transitions(): every allowed move of a recipient, with
 -- its cause and the function or trigger that makes it. Several causes may
@@ -78,50 +80,3 @@ $$;
 COMMENT ON FUNCTION plunk_sql.recipient_transition_allowed(plunk_sql.recipient_state, plunk_sql.recipient_state) IS
     'True when plunk_sql.recipient_transitions() allows a recipient to move from the first state to the second.';
 
--- plunk_sql.recipients_refuse_transition(): the trigger behind
--- plunk_sql_recipients_transition, entered only for a move
--- plunk_sql.recipient_transitions() does not allow (its WHEN clause), which it
--- refuses; the statement has no effect.
---   55000 (CONSTRAINT recipient_transition) always.
--- Locks: none of its own (the UPDATE holds the row).
-CREATE OR REPLACE FUNCTION plunk_sql.recipients_refuse_transition()
-RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    RAISE EXCEPTION USING
-        ERRCODE = 'object_not_in_prerequisite_state',
-        SCHEMA = 'plunk_sql', TABLE = 'recipients', CONSTRAINT = 'recipient_transition',
-        MESSAGE = pg_catalog.format('recipient %s of campaign %s may not move from %s to %s',
-                                    NEW.contact_id, NEW.campaign_id, OLD.state, NEW.state),
-        HINT = 'The allowed moves: SELECT * FROM plunk_sql.recipient_transitions().';
-END
-$$;
-
-COMMENT ON FUNCTION plunk_sql.recipients_refuse_transition() IS
-    'Row trigger on plunk_sql.recipients: refuses (55000, recipient_transition) a state move '
-    'plunk_sql.recipient_transitions() does not allow; entered only for such a move (WHEN clause).';
-
--- The WHEN clause lists the allowed pairs as enum constants, rendered from
--- plunk_sql.recipient_transitions() on every migrate.
-DO $$
-DECLARE
-    v_pairs text;
-BEGIN
-    SELECT pg_catalog.string_agg(
-               pg_catalog.format('(%L::plunk_sql.recipient_state, %L::plunk_sql.recipient_state)', d.f, d.t),
-               ', ' ORDER BY d.f, d.t)
-    INTO v_pairs
-    FROM (SELECT DISTINCT t.from_state AS f, t.to_state AS t FROM plunk_sql.recipient_transitions() AS t) AS d;
-    EXECUTE pg_catalog.format(
-        $sql$
-        CREATE OR REPLACE TRIGGER plunk_sql_recipients_transition
-            BEFORE UPDATE OF state ON plunk_sql.recipients
-            FOR EACH ROW
-            WHEN (OLD.state IS DISTINCT FROM NEW.state AND (OLD.state, NEW.state) NOT IN (%s))
-            EXECUTE FUNCTION plunk_sql.recipients_refuse_transition()
-        $sql$,
-        v_pairs);
-END
-$$;

@@ -52,9 +52,8 @@ DROP SCHEMA IF EXISTS plunk_sql_test CASCADE;
 
 
 def by_hand(conn: psycopg.Connection, sql: str, params: tuple[object, ...]) -> None:
-    """A test's own write of recipients (setting up a state no writer makes): neither refused
-    by plunk_sql_recipients_transition nor recorded (no trigger fires; superuser only). The
-    CHECK constraints still apply."""
+    """A test's own write of recipients (setting up a state no writer makes): not recorded
+    (no trigger fires; superuser only). The CHECK constraints still apply."""
     with conn.transaction():
         conn.execute("SET LOCAL session_replication_role = replica")
         conn.execute(sql, params)
