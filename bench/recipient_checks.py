@@ -7,7 +7,7 @@ measured and rejected (sql/12_recipient_states.sql says why).
 Starts a throwaway cluster with three migrated databases: `trigger` (as installed, plus a row
 trigger on recipients whose WHEN clause, generated from plunk_sql.recipient_transitions(),
 lets allowed moves through without entering PL/pgSQL), `checks` (as installed), `none` (the
-CHECK constraints dropped). Each round, in each database (order rotating, so drift in the
+CHECK constraints dropped), `one` (the same rules as a single CHECK constraint). Each round, in each database (order rotating, so drift in the
 shared machine's load hits all alike): a campaign of about N recipients is started; its pending
 rows are moved pending -> claimed -> pending by hand five times in one statement each (`moves`);
 then claimed in batches of 500 with one emails INSERT per batch (`link`), then settled the way
@@ -69,7 +69,19 @@ $d$;
 SETUP = {
     "trigger": [TRANSITION_TRIGGER],
     "checks": [],
+    # The same rules as one CHECK constraint (each constraint costs a fixed set-up per statement).
+    "one": [
+        *(f"ALTER TABLE plunk_sql.recipients DROP CONSTRAINT {name}" for name in CHECKS),
+        "ALTER TABLE plunk_sql.recipients ADD CONSTRAINT recipients_state_columns CHECK ("
+        " (state IN ('sent', 'failed', 'skipped')) = (settled_at IS NOT NULL)"
+        " AND (state IN ('failed', 'skipped')) = (reason IS NOT NULL)"
+        " AND CASE WHEN state = 'pending' THEN email_id IS NULL AND lease_expires_at IS NULL"
+        "          WHEN state = 'claimed' THEN email_id IS NULL AND lease_expires_at IS NOT NULL"
+        "          WHEN state = 'skipped' THEN true"
+        "          ELSE email_id IS NOT NULL END)",
+    ],
     "none": [f"ALTER TABLE plunk_sql.recipients DROP CONSTRAINT {name}" for name in CHECKS],
+    "checks_again": [],  # an A/A control: what two identical databases differ by
 }
 PHASES = ("settle", "link", "moves")
 SETTLE = (
@@ -206,12 +218,16 @@ def main() -> None:
     parser.add_argument("--fsync", action="store_true")
     parser.add_argument("--micro", type=int, default=30, help="interleaved moves repetitions")
     parser.add_argument("--chunk", type=int, default=500, help="interleaved settles per turn")
+    parser.add_argument(
+        "--variants", default="trigger,checks,one,none", help="of " + ",".join(SETUP)
+    )
     args = parser.parse_args()
     os.environ.setdefault("PLUNK_SQL_SCHEDULE_SWEEP", "0")
     cluster = start_cluster(fast_unsafe=not args.fsync)
     try:
         urls = {}
-        for label, statements in SETUP.items():
+        for label in args.variants.split(","):
+            statements = SETUP[label]
             with psycopg.connect(cluster.url(), autocommit=True) as admin:
                 admin.execute(f"CREATE DATABASE checks_{label}")
             urls[label] = cluster.url(f"checks_{label}")
@@ -222,7 +238,7 @@ def main() -> None:
         results: dict[str, dict[str, list[float]]] = {k: {p: [] for p in PHASES} for k in urls}
         labels = list(urls)
         for r in range(args.rounds):
-            for label in labels[r % 3 :] + labels[: r % 3]:
+            for label in labels[r % len(labels) :] + labels[: r % len(labels)]:
                 cid, emails, timed = prepare(urls[label], args.emails, r)
                 timed["settle"] = settle(urls[label], emails)
                 with psycopg.connect(urls[label], autocommit=True) as conn:
