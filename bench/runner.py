@@ -605,7 +605,9 @@ def phase_sweep(dbs: Databases, cfg: Config, res: Results) -> None:
         # ones: the sweep does not read them), k claimed under a live lease.
         half = n // 2
         conn.execute(
-            "UPDATE plunk_sql.recipients SET state = 'sent', settled_at = now()"
+            # A sent recipient has its email's id (CHECK recipients_email_id_when_linked).
+            "UPDATE plunk_sql.recipients SET state = 'sent', settled_at = now(),"
+            " email_id = 'sw-email-' || contact_id"
             " WHERE campaign_id = %s AND contact_id IN"
             " (SELECT 'sw' || i FROM generate_series(1, %s::integer) AS i)",
             (cid, half),

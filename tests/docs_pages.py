@@ -182,3 +182,39 @@ def render_sql_reference(conn: psycopg.Connection) -> str:
             "",
         ]
     return "\n".join(lines)
+
+
+# docs/semantics.md's recipient diagram, rendered from plunk_sql.recipient_transitions()
+# (sql/12_recipient_states.sql) between these markers.
+SEMANTICS = ROOT / "docs" / "semantics.md"
+STATE_MACHINE_BEGIN = (
+    "<!-- recipient-transitions: rendered from plunk_sql.recipient_transitions() -->"
+)
+STATE_MACHINE_END = "<!-- /recipient-transitions -->"
+STATE_ORDER = ("pending", "claimed", "in_flight", "sent", "failed", "skipped")
+
+
+def render_state_machine_block(conn: psycopg.Connection) -> str:
+    """Every allowed move as one line, grouped by the state it leaves (declaration order)."""
+    rows = conn.execute(
+        "SELECT t.from_state::text, t.to_state::text, t.cause, t.writer"
+        " FROM plunk_sql.recipient_transitions() AS t"
+        " ORDER BY t.from_state, t.to_state, t.cause"  # enum order: the life order
+    ).fetchall()
+    lines = ["```", "from        to           cause  [writer]"]
+    previous = None
+    for from_state, to_state, cause, writer in rows:
+        left = from_state if from_state != previous else ""
+        previous = from_state
+        lines.append(f"{left:<11} ──> {to_state:<10} {cause}  [{writer}]")
+    settled = [s for s in STATE_ORDER if s not in {str(r[0]) for r in rows}]
+    lines.append(f"{' | '.join(settled)}: settled, never move again")
+    lines.append("```")
+    return "\n".join([STATE_MACHINE_BEGIN, *lines, STATE_MACHINE_END])
+
+
+def render_semantics(conn: psycopg.Connection) -> str:
+    text = SEMANTICS.read_text()
+    start = text.index(STATE_MACHINE_BEGIN)
+    end = text.index(STATE_MACHINE_END) + len(STATE_MACHINE_END)
+    return text[:start] + render_state_machine_block(conn) + text[end:]

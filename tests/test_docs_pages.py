@@ -11,9 +11,11 @@ import pytest
 from tests.docs_pages import (
     ERROR_CATALOGUE,
     FUNCTIONS_QUERY,
+    SEMANTICS,
     SQL_REFERENCE,
     SQL_REFERENCE_SERVER_MAJOR,
     render_error_catalogue,
+    render_semantics,
     render_sql_reference,
 )
 
@@ -44,3 +46,8 @@ def test_sql_reference__docs_page_is_current(conn):
 
 def test_error_catalogue__docs_page_is_current():
     _current(ERROR_CATALOGUE, render_error_catalogue())
+
+
+def test_state_machine__docs_diagram_is_the_one_definition(conn):
+    # docs/semantics.md's recipient edges are plunk_sql.recipient_transitions(), line for line.
+    _current(SEMANTICS, render_semantics(conn))

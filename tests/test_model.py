@@ -30,6 +30,8 @@ from hypothesis.stateful import (
     rule,
 )
 
+from tests import transition_recorder
+
 CAMPAIGN = "camp-model"
 PROJECT = "proj-model"
 OPEN = ("pending", "claimed", "in_flight")
@@ -679,8 +681,16 @@ def test_model__campaign_state_machine(model_db):
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
         database=None,
     )
+    with psycopg.connect(model_db, autocommit=True) as rec:
+        transition_recorder.install(rec)
     CampaignMachine.TestCase().runTest()
     print(f"model test: {STATS}")
+    with psycopg.connect(model_db, autocommit=True) as rec:
+        moves = transition_recorder.recorded(rec)
+        print(f"model test recipient moves: {moves}")
+        # Every state move the workload made is one sql/12_recipient_states.sql allows.
+        assert transition_recorder.disallowed(rec) == {}
+        transition_recorder.uninstall(rec)
     # The interleavings were exercised: B waited for A's open claim, and both endings occurred.
     assert STATS["blocked_on_a"] > 0
     assert STATS["a_commits"] > 0 and STATS["a_rollbacks"] > 0

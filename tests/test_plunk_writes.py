@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from tests import transition_recorder
 from tests.factories import Plunk
 from tests.helpers import check_invariants, raises_sqlstate
 
@@ -677,7 +678,8 @@ def test_suppression__claim_skips_a_matching_recipient_with_the_rule_in_the_reas
         )
     assert returned == set(ids) - set(expected)  # '%' literal: cat@glob.net is not matched
     # An unclaimed email for a suppressed address is refused too.
-    conn.execute(
+    transition_recorder.by_hand(
+        conn,
         "UPDATE plunk_sql.recipients SET state = 'pending', reason = NULL, settled_at = NULL"
         " WHERE campaign_id = %s AND contact_id = %s",
         (campaign, ids[1]),
