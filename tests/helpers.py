@@ -1,6 +1,8 @@
-"""Small assertions shared by the tests."""
+"""Small assertions and set-ups shared by the tests."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import psycopg
 import pytest
@@ -52,3 +54,25 @@ def server_has_icu(conn: psycopg.Connection) -> bool:
             "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_collation WHERE collname = 'und-x-icu')"
         ).fetchone()[0]
     )
+
+
+def recipient_states(
+    conn: psycopg.Connection, campaign_id: str
+) -> dict[tuple[str, str | None], int]:
+    """The campaign's snapshot rows counted by (state, reason)."""
+    rows = conn.execute(
+        "SELECT state::text, reason, count(*) FROM plunk_sql.recipients WHERE campaign_id = %s"
+        " GROUP BY 1, 2",
+        (campaign_id,),
+    ).fetchall()
+    return {(s, r): n for s, r, n in rows}
+
+
+def started_campaign(plunk, n: int, **campaign_kwargs: Any) -> tuple[str, str, list[str]]:
+    """A project with n contacts and a started campaign whose snapshot holds all n:
+    (project, campaign, contact ids). campaign_kwargs go to the factory's campaign()."""
+    project = plunk.project()
+    contacts = plunk.contacts(project, n)
+    campaign = plunk.campaign(project, **campaign_kwargs)
+    assert plunk.start(campaign) == n
+    return project, campaign, contacts

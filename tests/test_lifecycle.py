@@ -13,27 +13,11 @@ import pytest
 from plunk_sql import cli
 from plunk_sql.commands.common import EXIT_ILLEGAL_STATE, EXIT_NOT_FOUND
 from plunk_sql.errors import IllegalTransition, NotFound, NullArgument, from_pg
+from tests.helpers import recipient_states, started_campaign
 
 
 def call(conn: psycopg.Connection, fn: str, campaign_id: str | None):
     return conn.execute(f"SELECT plunk_sql.{fn}(%s)", (campaign_id,)).fetchone()[0]
-
-
-def states(conn: psycopg.Connection, campaign_id: str) -> dict[tuple[str, str | None], int]:
-    rows = conn.execute(
-        "SELECT state::text, reason, count(*) FROM plunk_sql.recipients WHERE campaign_id = %s"
-        " GROUP BY 1, 2",
-        (campaign_id,),
-    ).fetchall()
-    return {(s, r): n for s, r, n in rows}
-
-
-def sending(plunk, n: int) -> tuple[str, str, list[str]]:
-    project = plunk.project()
-    contacts = plunk.contacts(project, n)
-    campaign = plunk.campaign(project)
-    assert plunk.start(campaign) == n
-    return project, campaign, contacts
 
 
 @pytest.mark.parametrize("fn", ["pause_campaign", "resume_campaign", "cancel_campaign"])
@@ -46,7 +30,7 @@ def test_lifecycle__null_and_unknown_ids_are_rejected(conn, fn):
 
 
 def test_lifecycle__pause_stops_claims_and_resume_restarts_them(conn, plunk):
-    _, campaign, _ = sending(plunk, 5)
+    _, campaign, _ = started_campaign(plunk, 5)
     assert len(plunk.claim(campaign, batch_size=2)) == 2
     call(conn, "pause_campaign", campaign)
     assert plunk.progress(campaign)["paused"] is True
@@ -58,7 +42,7 @@ def test_lifecycle__pause_stops_claims_and_resume_restarts_them(conn, plunk):
 
 
 def test_lifecycle__paused_campaign_still_settles_its_emails(conn, plunk):
-    project, campaign, contacts = sending(plunk, 2)
+    project, campaign, contacts = started_campaign(plunk, 2)
     plunk.claim(campaign)
     emails = plunk.create_emails(campaign, project, contacts)
     call(conn, "pause_campaign", campaign)
@@ -67,7 +51,7 @@ def test_lifecycle__paused_campaign_still_settles_its_emails(conn, plunk):
 
 
 def test_lifecycle__illegal_pause_and_resume(conn, plunk):
-    project, campaign, _ = sending(plunk, 1)
+    project, campaign, _ = started_campaign(plunk, 1)
     draft = plunk.campaign(project)
     legacy = plunk.campaign(project, status="SENDING")
     for fn, cid, text in [
@@ -88,7 +72,7 @@ def test_lifecycle__illegal_pause_and_resume(conn, plunk):
 
 
 def test_lifecycle__cancel_settles_open_recipients_deletes_unsent_emails(conn, plunk, db_url):
-    project, campaign, contacts = sending(plunk, 6)
+    project, campaign, contacts = started_campaign(plunk, 6)
     plunk.claim(campaign, batch_size=4)
     emails = plunk.create_emails(campaign, project, contacts[:3])
     plunk.set_email_status(emails[:1], "SENT")
@@ -99,7 +83,7 @@ def test_lifecycle__cancel_settles_open_recipients_deletes_unsent_emails(conn, p
         assert call(conn, "cancel_campaign", campaign) == "CANCELLED"
         notes = list(listener.notifies(timeout=2, stop_after=1))
     assert json.loads(notes[0].payload)["status"] == "CANCELLED"
-    assert states(conn, campaign) == {
+    assert recipient_states(conn, campaign) == {
         ("sent", None): 1,
         ("in_flight", None): 1,
         ("skipped", "email deleted"): 1,
@@ -122,7 +106,7 @@ def test_lifecycle__cancel_settles_open_recipients_deletes_unsent_emails(conn, p
 
 
 def test_lifecycle__cancel_with_nothing_sent_goes_back_to_draft_and_can_restart(conn, plunk):
-    project, campaign, contacts = sending(plunk, 3)
+    project, campaign, contacts = started_campaign(plunk, 3)
     plunk.claim(campaign, batch_size=1)
     plunk.create_emails(campaign, project, contacts[:1])  # PENDING: deleted by the cancel
     plunk.claim(campaign, batch_size=1, lease="10 milliseconds")  # a dead worker's claim
@@ -148,7 +132,7 @@ def test_lifecycle__cancel_with_nothing_sent_goes_back_to_draft_and_can_restart(
 def test_lifecycle__cancel_with_a_live_claim_goes_back_to_draft_and_refuses_its_email(conn, plunk):
     """Nothing sent: DRAFT even with a live claim; the retired run refuses the late email
     (issue 13: before, a live claim forced CANCELLED because only a kept snapshot refused it)."""
-    project, campaign, _ = sending(plunk, 3)
+    project, campaign, _ = started_campaign(plunk, 3)
     claimed = plunk.claim(campaign, batch_size=1)
     assert call(conn, "cancel_campaign", campaign) == "DRAFT"
     with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="retired"):
@@ -162,7 +146,7 @@ def test_lifecycle__cancel_with_a_live_claim_goes_back_to_draft_and_refuses_its_
 
 
 def test_lifecycle__cancel_of_a_paused_campaign_clears_the_pause(conn, plunk):
-    project, campaign, contacts = sending(plunk, 2)
+    project, campaign, contacts = started_campaign(plunk, 2)
     plunk.claim(campaign, batch_size=1)
     plunk.create_emails(campaign, project, contacts[:1], status="SENT")
     call(conn, "pause_campaign", campaign)
@@ -205,7 +189,7 @@ def test_lifecycle__cancel_waiting_on_a_concurrent_start_cancels_the_send(conn, 
         thread.join(10)
     assert result == ["DRAFT"]  # nothing had been sent
     assert plunk.campaign_row(cid)["status"] == "DRAFT"
-    assert states(conn, cid) == {}  # the run was retired: no current recipients
+    assert recipient_states(conn, cid) == {}  # the run was retired: no current recipients
 
 
 @pytest.mark.parametrize("status", ["DRAFT", "SENT", "CANCELLED", "SENDING"])
@@ -219,7 +203,7 @@ def test_lifecycle__cancel_refuses_other_states(conn, plunk, status):
 
 
 def test_lifecycle__cancel_twice_is_refused(conn, plunk):
-    project, campaign, contacts = sending(plunk, 2)
+    project, campaign, contacts = started_campaign(plunk, 2)
     plunk.claim(campaign, batch_size=1)
     plunk.create_emails(campaign, project, contacts[:1], status="SENT")
     assert call(conn, "cancel_campaign", campaign) == "CANCELLED"
@@ -228,7 +212,7 @@ def test_lifecycle__cancel_twice_is_refused(conn, plunk):
 
 
 def test_lifecycle__worker_holding_a_claim_cannot_mail_after_cancel(conn, plunk):
-    project, campaign, contacts = sending(plunk, 2)
+    project, campaign, contacts = started_campaign(plunk, 2)
     plunk.create_emails(
         campaign, project, [plunk.claim(campaign, batch_size=1)[0][0]], status="SENT"
     )
@@ -240,7 +224,7 @@ def test_lifecycle__worker_holding_a_claim_cannot_mail_after_cancel(conn, plunk)
 
 
 def test_lifecycle__cli_pause_resume_cancel(conn, plunk, db_url, capsys):
-    _, campaign, _ = sending(plunk, 2)
+    _, campaign, _ = started_campaign(plunk, 2)
     base = ["--database-url", db_url]
     assert cli.main([*base, "pause", campaign]) == 0
     assert cli.main([*base, "pause", campaign]) == EXIT_ILLEGAL_STATE
@@ -344,7 +328,7 @@ def invariants(conn: psycopg.Connection, campaign: str) -> dict:
 
 
 def test_lifecycle__pause_resume_cancel_under_concurrent_workers(conn, plunk, db_url):
-    project, campaign, _ = sending(plunk, 600)
+    project, campaign, _ = started_campaign(plunk, 600)
     with Workers(db_url, campaign, project) as workers:
         deadline = time.monotonic() + 30
         while plunk.progress(campaign)["sent"] < 100 and time.monotonic() < deadline:
@@ -375,7 +359,7 @@ def test_lifecycle__cancel_right_after_start_under_workers_mails_nobody_after_it
     conn, plunk, db_url
 ):
     for _ in range(3):
-        project, campaign, _ = sending(plunk, 300)
+        project, campaign, _ = started_campaign(plunk, 300)
         with Workers(db_url, campaign, project, n=3) as workers:
             time.sleep(0.05)
             status = call(conn, "cancel_campaign", campaign)

@@ -18,7 +18,7 @@ import pytest
 
 from tests import transition_recorder
 from tests.factories import Plunk
-from tests.helpers import check_invariants, raises_sqlstate
+from tests.helpers import check_invariants, raises_sqlstate, recipient_states, started_campaign
 
 
 def one(conn: psycopg.Connection, sql: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...]:
@@ -193,23 +193,6 @@ def add_rule(
 # --- helpers --------------------------------------------------------------------------------
 
 
-def sending(plunk: Plunk, n: int, **campaign_kwargs: Any) -> tuple[str, str, list[str]]:
-    project = plunk.project()
-    contacts = plunk.contacts(project, n)
-    campaign = plunk.campaign(project, **campaign_kwargs)
-    assert plunk.start(campaign) == n
-    return project, campaign, contacts
-
-
-def states(conn: psycopg.Connection, campaign: str) -> dict[tuple[str, str | None], int]:
-    rows = conn.execute(
-        "SELECT state::text, reason, count(*) FROM plunk_sql.recipients WHERE campaign_id = %s"
-        " GROUP BY 1, 2",
-        (campaign,),
-    ).fetchall()
-    return {(s, r): n for s, r, n in rows}
-
-
 def emails_per_contact(conn: psycopg.Connection, campaign: str) -> int:
     """The most emails any one contact has for the campaign (invariant 2: at most 1)."""
     n: int = one(
@@ -233,7 +216,7 @@ def stuck(conn: psycopg.Connection) -> dict[str, str]:
 def test_plunk_cancel__nothing_sent_back_to_draft_retires_run_and_restart_really_sends(
     conn: psycopg.Connection, plunk: Plunk
 ) -> None:
-    project, campaign, contacts = sending(plunk, 3)
+    project, campaign, contacts = started_campaign(plunk, 3)
     plunk_set_status(conn, campaign, "CANCELLED")
     assert plunk_cleanup_unsent(conn, campaign) == 0
     plunk_back_to_draft(conn, campaign)
@@ -267,7 +250,7 @@ def test_plunk_cancel__nothing_sent_back_to_draft_retires_run_and_restart_really
 def test_plunk_cancel__mid_send_unsent_deleted_settles_every_recipient(
     conn: psycopg.Connection, plunk: Plunk
 ) -> None:
-    project, campaign, _ = sending(plunk, 30)
+    project, campaign, _ = started_campaign(plunk, 30)
     claimed = [c for c, _, _ in plunk.claim(campaign, batch_size=20)]
     emails = plunk.create_emails(campaign, project, claimed[:15])
     plunk.set_email_status(emails[:5], "SENT")
@@ -275,7 +258,7 @@ def test_plunk_cancel__mid_send_unsent_deleted_settles_every_recipient(
     # 5 sent, 1 SENDING, 9 PENDING emails, 5 claimed without email, 10 pending.
     plunk_set_status(conn, campaign, "CANCELLED")
     assert plunk_cleanup_unsent(conn, campaign) == 10  # sentAt null: the SENDING one too
-    assert states(conn, campaign) == {
+    assert recipient_states(conn, campaign) == {
         ("sent", None): 5,
         ("skipped", "email deleted"): 10,
         ("skipped", "cancelled"): 15,
@@ -301,12 +284,12 @@ def test_plunk_cancel__mid_send_unsent_deleted_settles_every_recipient(
 def test_plunk_cancel__emails_kept_settle_by_plunk_email_job(
     conn: psycopg.Connection, plunk: Plunk
 ) -> None:
-    project, campaign, _ = sending(plunk, 6)
+    project, campaign, _ = started_campaign(plunk, 6)
     claimed = [c for c, _, _ in plunk.claim(campaign, batch_size=4)]
     emails = plunk.create_emails(campaign, project, claimed[:3])
     plunk.set_email_status(emails[:1], "SENT")
     plunk_set_status(conn, campaign, "CANCELLED")  # the version that deletes nothing
-    assert states(conn, campaign) == {
+    assert recipient_states(conn, campaign) == {
         ("sent", None): 1,
         ("in_flight", None): 2,
         ("skipped", "cancelled"): 3,
@@ -314,7 +297,7 @@ def test_plunk_cancel__emails_kept_settle_by_plunk_email_job(
     # Plunk's email job then meets the queued emails of a stopped campaign.
     for email in emails[1:]:
         assert plunk_fail_for_stopped_campaign(conn, email) == 1
-    assert states(conn, campaign) == {
+    assert recipient_states(conn, campaign) == {
         ("sent", None): 1,
         ("failed", "Campaign cancelled"): 2,
         ("skipped", "cancelled"): 3,
@@ -326,20 +309,20 @@ def test_plunk_cancel__emails_kept_settle_by_plunk_email_job(
 def test_plunk_cancel__late_insert_of_a_claim_holder_is_refused(
     conn: psycopg.Connection, plunk: Plunk
 ) -> None:
-    project, campaign, _ = sending(plunk, 3)
+    project, campaign, _ = started_campaign(plunk, 3)
     claimed = plunk.claim(campaign, batch_size=2)
     plunk_set_status(conn, campaign, "CANCELLED")
     with raises_sqlstate("55000", match="CANCELLED"):
         plunk.create_emails(campaign, project, [claimed[0][0]])
-    assert states(conn, campaign) == {("skipped", "cancelled"): 3}
+    assert recipient_states(conn, campaign) == {("skipped", "cancelled"): 3}
 
 
 def test_plunk_cancel__sweep_finishes_what_the_trigger_left(
     conn: psycopg.Connection, plunk: Plunk
 ) -> None:
     """A worker held the rows (or the trigger was not there yet): the sweep backstops it."""
-    _, cancelled, _ = sending(plunk, 4)
-    _, drafted, _ = sending(plunk, 2)
+    _, cancelled, _ = started_campaign(plunk, 4)
+    _, drafted, _ = started_campaign(plunk, 2)
     plunk.claim(cancelled, batch_size=1)
     conn.execute("ALTER TABLE public.campaigns DISABLE TRIGGER plunk_sql_campaigns_status_changed")
     plunk_set_status(conn, cancelled, "CANCELLED")
@@ -356,7 +339,7 @@ def test_plunk_cancel__sweep_finishes_what_the_trigger_left(
     assert actions[("cancel_settled", cancelled)] == 4
     assert actions[("cancel_settled", drafted)] == 2
     assert actions[("run_retired", drafted)] == 2
-    assert states(conn, cancelled) == {("skipped", "cancelled"): 4}
+    assert recipient_states(conn, cancelled) == {("skipped", "cancelled"): 4}
     assert plunk.start(drafted) == 2 and len(plunk.claim(drafted)) == 2
     assert cancelled not in stuck(conn)
     # The toolkit's own lifecycle works on it again (no 55000 for a stale run).
@@ -369,7 +352,7 @@ def test_plunk_cancel__while_a_worker_holds_the_counters_succeeds_and_the_sweep_
     """Plunk's statement never waits on the toolkit: the trigger gives up after 100 ms on a
     row a worker holds (here the counter row, held by a claim that skipped a contact) and
     leaves the settling to the sweep."""
-    _, campaign, contacts = sending(plunk, 4)
+    _, campaign, contacts = started_campaign(plunk, 4)
     plunk.conn.execute(
         "UPDATE public.contacts SET subscribed = false WHERE id = %s", (contacts[0],)
     )
@@ -382,7 +365,7 @@ def test_plunk_cancel__while_a_worker_holds_the_counters_succeeds_and_the_sweep_
         assert time.monotonic() - started < 5
         a.commit()
     conn = plunk.conn
-    assert states(conn, campaign) == {
+    assert recipient_states(conn, campaign) == {
         ("skipped", "unsubscribed"): 1,
         ("claimed", None): 1,
         ("pending", None): 2,
@@ -390,7 +373,10 @@ def test_plunk_cancel__while_a_worker_holds_the_counters_succeeds_and_the_sweep_
     assert ("cancel_settled", campaign, 3) in conn.execute(
         "SELECT * FROM plunk_sql.sweep()"
     ).fetchall()
-    assert states(conn, campaign) == {("skipped", "unsubscribed"): 1, ("skipped", "cancelled"): 3}
+    assert recipient_states(conn, campaign) == {
+        ("skipped", "unsubscribed"): 1,
+        ("skipped", "cancelled"): 3,
+    }
     assert plunk.progress(campaign)["finished_at"] is not None
 
 
@@ -399,7 +385,7 @@ def test_plunk_cancel__rescheduled_after_draft_starts_once_with_a_fresh_snapshot
 ) -> None:
     """Before: the stale run made the sweep report scheduled_started on every pass while the
     campaign stayed SCHEDULED and nothing was claimable."""
-    project, campaign, _ = sending(plunk, 2)
+    project, campaign, _ = started_campaign(plunk, 2)
     plunk_set_status(conn, campaign, "CANCELLED")
     plunk_back_to_draft(conn, campaign)
     plunk.contacts(project, 1, prefix="late")
@@ -419,7 +405,7 @@ def test_plunk_cancel__rescheduled_after_draft_starts_once_with_a_fresh_snapshot
 def test_toolkit_cancel__draft_retires_run_late_insert_refused_restart_judged_on_new_run(
     conn: psycopg.Connection, plunk: Plunk
 ) -> None:
-    project, campaign, _ = sending(plunk, 3)
+    project, campaign, _ = started_campaign(plunk, 3)
     held = plunk.claim(campaign, batch_size=1)[0][0]  # a slow worker's live claim
     assert one(conn, "SELECT plunk_sql.cancel_campaign(%s)", (campaign,)) == ("DRAFT",)
     with raises_sqlstate("55000", match="retired"):
@@ -450,7 +436,7 @@ def test_one_email__email_made_before_the_start_is_adopted(
     early = plunk_insert_email(conn, campaign, project, contacts[0])  # DRAFT, no run yet
     plunk_insert_email(conn, campaign, project, contacts[1], status="SENT")
     assert plunk.start(campaign) == 3
-    assert states(conn, campaign) == {
+    assert recipient_states(conn, campaign) == {
         ("in_flight", None): 1,
         ("sent", None): 1,
         ("pending", None): 1,
@@ -468,7 +454,7 @@ def test_one_email__email_made_before_the_start_is_adopted(
 def test_one_email__late_insert_after_an_expired_lease_leaves_one_email(
     conn: psycopg.Connection, plunk: Plunk, db_url: str
 ) -> None:
-    project, campaign, _ = sending(plunk, 1)
+    project, campaign, _ = started_campaign(plunk, 1)
     contact = plunk.claim(campaign, lease="10 milliseconds")[0][0]  # worker 1, then it stalls
     time.sleep(0.05)
     assert ("lease_expired", campaign, 1) in conn.execute(
@@ -486,7 +472,7 @@ def test_one_email__unclaimed_insert_racing_a_live_claim(
     db_url: str, plunk: Plunk, claim_first: bool
 ) -> None:
     """Real concurrent sessions: a claim held open in A, an unclaimed insert in B."""
-    project, campaign, _ = sending(plunk, 1)
+    project, campaign, _ = started_campaign(plunk, 1)
     with (
         psycopg.connect(db_url) as a,
         psycopg.connect(db_url, autocommit=True) as b,
@@ -531,14 +517,14 @@ def test_one_email__unclaimed_insert_racing_a_live_claim(
 def test_consent__unclaimed_insert_for_an_unsubscribed_contact_is_refused(
     conn: psycopg.Connection, plunk: Plunk
 ) -> None:
-    project, campaign, contacts = sending(plunk, 2)
+    project, campaign, contacts = started_campaign(plunk, 2)
     conn.execute("UPDATE public.contacts SET subscribed = false WHERE id = %s", (contacts[0],))
     with raises_sqlstate("55000", match="unsubscribed"):
         plunk_insert_email(conn, campaign, project, contacts[0])
     # The raise rolled back everything: the next claim records the skip.
-    assert states(conn, campaign) == {("pending", None): 2}
+    assert recipient_states(conn, campaign) == {("pending", None): 2}
     assert [c for c, _, _ in plunk.claim(campaign)] == [contacts[1]]
-    assert states(conn, campaign)[("skipped", "unsubscribed")] == 1
+    assert recipient_states(conn, campaign)[("skipped", "unsubscribed")] == 1
     # A subscribed contact's unclaimed email links as before.
     plunk_insert_email(conn, campaign, project, contacts[1])
 
@@ -546,7 +532,7 @@ def test_consent__unclaimed_insert_for_an_unsubscribed_contact_is_refused(
 def test_consent__unclaimed_insert_into_a_paused_campaign_is_refused(
     conn: psycopg.Connection, plunk: Plunk
 ) -> None:
-    project, campaign, contacts = sending(plunk, 2)
+    project, campaign, contacts = started_campaign(plunk, 2)
     claimed = plunk.claim(campaign, batch_size=1)[0][0]
     conn.execute("SELECT plunk_sql.pause_campaign(%s)", (campaign,))
     with raises_sqlstate("55000", match="paused"):
@@ -557,10 +543,10 @@ def test_consent__unclaimed_insert_into_a_paused_campaign_is_refused(
 def test_consent__transactional_campaign_mails_unsubscribed_contacts(
     conn: psycopg.Connection, plunk: Plunk
 ) -> None:
-    project, campaign, contacts = sending(plunk, 1, type="TRANSACTIONAL")
+    project, campaign, contacts = started_campaign(plunk, 1, type="TRANSACTIONAL")
     conn.execute("UPDATE public.contacts SET subscribed = false WHERE id = %s", (contacts[0],))
     plunk_insert_email(conn, campaign, project, contacts[0])
-    assert states(conn, campaign) == {("in_flight", None): 1}
+    assert recipient_states(conn, campaign) == {("in_flight", None): 1}
 
 
 # --- 4. Moving an email -----------------------------------------------------------------------
@@ -569,7 +555,7 @@ def test_consent__transactional_campaign_mails_unsubscribed_contacts(
 def test_move__update_of_campaign_or_contact_of_a_toolkit_email_is_refused(
     conn: psycopg.Connection, plunk: Plunk
 ) -> None:
-    project, campaign, contacts = sending(plunk, 2)
+    project, campaign, contacts = started_campaign(plunk, 2)
     other = plunk.campaign(project)
     claimed = [c for c, _, _ in plunk.claim(campaign)]
     (email,) = plunk.create_emails(campaign, project, claimed[:1])
@@ -593,7 +579,7 @@ def test_move__update_of_campaign_or_contact_of_a_toolkit_email_is_refused(
 def test_plunk_v2_completion__total_and_sent_count_stay_the_toolkits(
     conn: psycopg.Connection, plunk: Plunk
 ) -> None:
-    project, campaign, contacts = sending(plunk, 4)
+    project, campaign, contacts = started_campaign(plunk, 4)
     conn.execute("UPDATE public.contacts SET subscribed = false WHERE id = %s", (contacts[3],))
     claimed = [c for c, _, _ in plunk.claim(campaign)]  # contacts[3] skipped
     emails = plunk.create_emails(campaign, project, claimed)
@@ -694,7 +680,7 @@ def test_suppression__without_the_table_nothing_changes(
     assert conn.execute("SELECT to_regclass('public.recipient_suppression_rules')").fetchone() == (
         None,
     )
-    _, campaign, _ = sending(plunk, 3)
+    _, campaign, _ = started_campaign(plunk, 3)
     assert len(plunk.claim(campaign)) == 3
 
 
@@ -702,7 +688,7 @@ def test_suppression__without_the_table_nothing_changes(
 
 
 def test_guard_runs__no_refusal_and_no_correction(conn: psycopg.Connection, plunk: Plunk) -> None:
-    project, campaign, contacts = sending(plunk, 2)
+    project, campaign, contacts = started_campaign(plunk, 2)
     conn.execute(
         "UPDATE plunk_sql.campaign_runs SET kind = 'guard' WHERE campaign_id = %s", (campaign,)
     )

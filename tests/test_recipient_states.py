@@ -8,17 +8,9 @@ import psycopg
 import pytest
 
 from tests import transition_recorder
-from tests.helpers import raises_sqlstate
+from tests.helpers import raises_sqlstate, started_campaign
 
 SETTLED = ("sent", "failed", "skipped")
-
-
-def _started(plunk, n: int) -> tuple[str, str, list[str]]:
-    pid = plunk.project()
-    ids = plunk.contacts(pid, n)
-    cid = plunk.campaign(pid)
-    plunk.start(cid)
-    return pid, cid, ids
 
 
 def test_recipient_transitions__settled_states_never_move(conn):
@@ -53,7 +45,7 @@ def test_recipient_transitions__every_move_of_a_send_is_allowed(conn, plunk):
     # claim, skip at claim, link, settle sent and failed, email deleted, release both edges,
     # lease expiry, cancel: each recorded move is in the definition.
     transition_recorder.install(conn)
-    pid, cid, ids = _started(plunk, 10)
+    pid, cid, ids = started_campaign(plunk, 10)
     conn.execute("UPDATE public.contacts SET subscribed = false WHERE id = %s", (sorted(ids)[0],))
     claimed = [r[0] for r in plunk.claim(cid, batch_size=8)]
     emails = plunk.create_emails(cid, pid, claimed[:5])
@@ -100,7 +92,7 @@ def test_recipient_transitions__every_move_of_a_send_is_allowed(conn, plunk):
 def test_recipient_checks__a_row_that_contradicts_its_state_is_refused(
     conn, plunk, assignment, constraint
 ):
-    _, cid, _ = _started(plunk, 1)
+    _, cid, _ = started_campaign(plunk, 1)
     with raises_sqlstate("23514", match=constraint):
         conn.execute(f"UPDATE plunk_sql.recipients SET {assignment} WHERE campaign_id = %s", (cid,))
 
@@ -122,7 +114,7 @@ def test_session_settings__cancelling_guc_does_not_keep_a_settled_campaign_sendi
     db_url, conn, plunk
 ):
     # issue 14: a caller's session setting must never change what the toolkit decides.
-    pid, cid, _ = _started(plunk, 2)
+    pid, cid, _ = started_campaign(plunk, 2)
     claimed = [r[0] for r in plunk.claim(cid)]
     emails = plunk.create_emails(cid, pid, claimed)
     plunk.set_email_status(emails[:1], "SENT")

@@ -16,14 +16,7 @@ from plunk_sql.errors import NotFound
 from plunk_sql.queries import query
 from plunk_sql.testing.smtp_sink import SmtpSink
 from plunk_sql.worker import SmtpConfig, Worker, WorkerConfig
-
-
-def _started(plunk, n: int) -> tuple[str, str, list[str]]:
-    pid = plunk.project()
-    ids = plunk.contacts(pid, n)
-    cid = plunk.campaign(pid)
-    plunk.start(cid)
-    return pid, cid, ids
+from tests.helpers import started_campaign
 
 
 def _states(conn, cid) -> dict[str, int]:
@@ -52,7 +45,7 @@ def _insert_emails(conn, cid, pid, contact_ids) -> list[str]:
 
 
 def test_release__claims_and_unsent_emails_go_back_to_pending(conn, plunk):
-    pid, cid, _ = _started(plunk, 6)
+    pid, cid, _ = started_campaign(plunk, 6)
     client = Client(conn)
     batch = [r.contact_id for r in client.claim(cid, batch_size=4)]
     emails = _insert_emails(conn, cid, pid, batch[:2])
@@ -86,8 +79,8 @@ def rows_of(conn, cid):
 
 
 def test_release__never_touches_sent_emails_expired_leases_or_other_campaigns(conn, plunk):
-    pid, cid, _ = _started(plunk, 3)
-    _, other, _ = _started(plunk, 1)
+    pid, cid, _ = started_campaign(plunk, 3)
+    _, other, _ = started_campaign(plunk, 1)
     client = Client(conn)
     [first] = [r.contact_id for r in client.claim(cid, batch_size=1)]
     [sent] = _insert_emails(conn, cid, pid, [first])
@@ -122,7 +115,7 @@ def _worker(db_url, cid, sink, **kw) -> Worker:
 def test_release__failing_thread_hands_back_unsent_emails_then_another_worker_sends(
     db_url, conn, plunk
 ):
-    _, cid, _ = _started(plunk, 25)
+    _, cid, _ = started_campaign(plunk, 25)
     with SmtpSink() as sink:
         dying = _worker(db_url, cid, sink)
         original = dying._deliver
@@ -154,7 +147,7 @@ def test_release__failing_thread_hands_back_unsent_emails_then_another_worker_se
 
 
 def test_release__failing_insert_hands_back_the_claimed_batch(db_url, conn, plunk):
-    _, cid, _ = _started(plunk, 8)
+    _, cid, _ = started_campaign(plunk, 8)
     with SmtpSink() as sink:
         dying = _worker(db_url, cid, sink)
 
@@ -169,7 +162,7 @@ def test_release__failing_insert_hands_back_the_claimed_batch(db_url, conn, plun
 
 
 def test_release__the_worker_role_may_call_it(db_url, conn, plunk, pg_server):
-    _, cid, _ = _started(plunk, 2)
+    _, cid, _ = started_campaign(plunk, 2)
     role = f"mailer_{uuid.uuid4().hex[:8]}"
     with pg_server.admin() as admin:
         admin.execute(f"CREATE ROLE {role} LOGIN IN ROLE plunk_sql_worker")
