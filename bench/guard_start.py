@@ -12,25 +12,14 @@ Prints the median milliseconds of the statement and the snapshot size.
 from __future__ import annotations
 
 import argparse
-import importlib
 import statistics
 import time
-from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
 from plunk_sql.migrate import migrate
-
-
-def start_cluster() -> Any:
-    """A throwaway cluster, fsync on (the helper moves under plunk_sql.testing: issue 11)."""
-    try:
-        module = importlib.import_module("plunk_sql.testing.cluster")
-    except ImportError:
-        module = importlib.import_module("plunk_sql.cluster")
-    return module.start_cluster(fast_unsafe=False)
-
+from plunk_sql.testing.cluster import start_cluster
 
 START = (
     "UPDATE public.campaigns SET status = 'SENDING', \"totalRecipients\" = 0,"
@@ -106,7 +95,7 @@ def main() -> None:
     parser.add_argument("--contacts", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--reps", type=int, default=3)
     args = parser.parse_args()
-    cluster = start_cluster()
+    cluster = start_cluster(fast_unsafe=False)  # fsync on: the figures are Plunk's real cost
     try:
         url = cluster.url()
         migrate(url, with_plunk_tables=True, schedule_sweep=False)

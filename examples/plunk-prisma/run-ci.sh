@@ -28,10 +28,7 @@ from psycopg.conninfo import make_conninfo
 
 from plunk_sql.migrate import migrate
 
-try:  # where the throwaway cluster helper lives (moved under plunk_sql.testing)
-    from plunk_sql.testing.cluster import start_cluster
-except ImportError:
-    from plunk_sql.cluster import start_cluster
+from plunk_sql.testing.cluster import start_cluster
 
 here = sys.argv[1]
 cluster = None
