@@ -23,9 +23,8 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from bench.data import migrated_database
 from bench.snapshot_grammar import load
-from plunk_sql.migrate import migrate
-from plunk_sql.testing.cluster import start_cluster
 
 
 def activity(i: int) -> dict[str, Any]:
@@ -78,51 +77,43 @@ def main() -> None:
     ap.add_argument("--contacts", type=int, default=100_000)
     ap.add_argument("--reps", type=int, default=3)
     args = ap.parse_args()
-    cluster = start_cluster(settings={"work_mem": "64MB"})
-    try:
-        with psycopg.connect(cluster.url(), autocommit=True) as admin:
-            admin.execute("CREATE DATABASE bench")
-        url = cluster.url("bench")
-        migrate(url, with_plunk_tables=True)
-        with psycopg.connect(url, autocommit=True) as conn:
-            load(conn, args.contacts)
-            limits = conn.execute(
-                "SELECT plunk_sql.condition_max_activity_filters(), plunk_sql.condition_max_filters()"
-            ).fetchone()
-            assert limits is not None
-            max_activity, max_filters = int(limits[0]), int(limits[1]) - 1  # AND: one group
-            series: list[tuple[str, str, Callable[[int], dict[str, Any]], list[int]]] = [
-                ("email.opened triggeredWithin", "AND", activity, [10, 25, 50, max_activity]),
-                ("email.opened triggeredWithin", "OR", activity, [10, 25, 50, max_activity]),
-                ("data.age notEquals", "AND", data, [10, 50, 100, max_filters]),
-            ]
-            print(f"\n{args.contacts:,} contacts; load average before: {os.getloadavg()}")
-            print("\n| filters | kind | logic | compile ms | plan ms | preview ms | audience |")
-            print("|---:|---|---|---:|---:|---:|---:|")
-            for kind, logic, make, counts in series:
-                for n in counts:
-                    cid = f"{logic}-{kind.split()[0]}-{n}"
-                    conn.execute(
-                        'INSERT INTO public.campaigns (id, name, subject, body, "from",'
-                        ' "audienceType", "audienceCondition", "projectId", "updatedAt")'
-                        " VALUES (%s, 'c', 's', 'b', 'f@example.com', 'FILTERED', %s, 'p',"
-                        " timezone('UTC', now()))",
-                        (cid, Jsonb(condition(logic, make, n))),
-                    )
-                    c_ms, p_ms, v_ms, count = timed(conn, cid, args.reps)
-                    print(
-                        f"| {n} | {kind} | {logic} | {c_ms:.1f} | {p_ms:.1f} | {v_ms:.0f} | {count:,} |"
-                    )
-            over = condition("OR", activity, max_activity + 1)
-            try:
-                conn.execute("SELECT plunk_sql.compile_condition(%s, 'p')", (Jsonb(over),))
-                print("\nover the limit: accepted (unexpected)")
-            except psycopg.Error as e:
-                print(f"\nover the limit ({max_activity + 1} activity filters): {e.sqlstate} {e}")
-            print(f"load average after: {os.getloadavg()}")
-            print(json.dumps({"contacts": args.contacts, "reps": args.reps}))
-    finally:
-        cluster.destroy()
+    with migrated_database(work_mem="64MB") as url, psycopg.connect(url, autocommit=True) as conn:
+        load(conn, args.contacts)
+        limits = conn.execute(
+            "SELECT plunk_sql.condition_max_activity_filters(), plunk_sql.condition_max_filters()"
+        ).fetchone()
+        assert limits is not None
+        max_activity, max_filters = int(limits[0]), int(limits[1]) - 1  # AND: one group
+        series: list[tuple[str, str, Callable[[int], dict[str, Any]], list[int]]] = [
+            ("email.opened triggeredWithin", "AND", activity, [10, 25, 50, max_activity]),
+            ("email.opened triggeredWithin", "OR", activity, [10, 25, 50, max_activity]),
+            ("data.age notEquals", "AND", data, [10, 50, 100, max_filters]),
+        ]
+        print(f"\n{args.contacts:,} contacts; load average before: {os.getloadavg()}")
+        print("\n| filters | kind | logic | compile ms | plan ms | preview ms | audience |")
+        print("|---:|---|---|---:|---:|---:|---:|")
+        for kind, logic, make, counts in series:
+            for n in counts:
+                cid = f"{logic}-{kind.split()[0]}-{n}"
+                conn.execute(
+                    'INSERT INTO public.campaigns (id, name, subject, body, "from",'
+                    ' "audienceType", "audienceCondition", "projectId", "updatedAt")'
+                    " VALUES (%s, 'c', 's', 'b', 'f@example.com', 'FILTERED', %s, 'p',"
+                    " timezone('UTC', now()))",
+                    (cid, Jsonb(condition(logic, make, n))),
+                )
+                c_ms, p_ms, v_ms, count = timed(conn, cid, args.reps)
+                print(
+                    f"| {n} | {kind} | {logic} | {c_ms:.1f} | {p_ms:.1f} | {v_ms:.0f} | {count:,} |"
+                )
+        over = condition("OR", activity, max_activity + 1)
+        try:
+            conn.execute("SELECT plunk_sql.compile_condition(%s, 'p')", (Jsonb(over),))
+            print("\nover the limit: accepted (unexpected)")
+        except psycopg.Error as e:
+            print(f"\nover the limit ({max_activity + 1} activity filters): {e.sqlstate} {e}")
+        print(f"load average after: {os.getloadavg()}")
+        print(json.dumps({"contacts": args.contacts, "reps": args.reps}))
 
 
 if __name__ == "__main__":

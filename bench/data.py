@@ -6,9 +6,30 @@ keyset cursors and index inserts see realistic ordering.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 
 import psycopg
+
+from plunk_sql.migrate import migrate
+from plunk_sql.testing.cluster import start_cluster
+
+
+@contextlib.contextmanager
+def migrated_database(**settings: str) -> Iterator[str]:
+    """A throwaway cluster (server settings as given) with one database, `bench`, holding
+    Plunk's tables and the toolkit: its URL. The cluster is removed at exit."""
+    cluster = start_cluster(settings=settings)
+    try:
+        with psycopg.connect(cluster.url(), autocommit=True) as admin:
+            admin.execute("CREATE DATABASE bench")
+        url = cluster.url("bench")
+        migrate(url, with_plunk_tables=True)
+        yield url
+    finally:
+        cluster.destroy()
+
 
 # A mixed dynamic-segment condition: JSON equality (GIN-indexable), a numeric
 # comparison, a createdAt bound, and, when the toolkit compiles it, an event

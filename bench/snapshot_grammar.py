@@ -17,8 +17,7 @@ import time
 import psycopg
 from psycopg.types.json import Jsonb
 
-from plunk_sql.migrate import migrate
-from plunk_sql.testing.cluster import start_cluster
+from bench.data import migrated_database
 
 CONDITIONS = {
     "AND: data + event + email": {
@@ -119,46 +118,40 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--contacts", type=int, default=1_000_000)
     args = ap.parse_args()
-    cluster = start_cluster(settings={"work_mem": "64MB", "maintenance_work_mem": "256MB"})
-    try:
-        with psycopg.connect(cluster.url(), autocommit=True) as admin:
-            admin.execute("CREATE DATABASE bench")
-        url = cluster.url("bench")
-        migrate(url, with_plunk_tables=True)
-        with psycopg.connect(url, autocommit=True) as conn:
-            load(conn, args.contacts)
-            for i, (label, cond) in enumerate(CONDITIONS.items()):
-                cid = f"camp{i}"
-                conn.execute(
-                    'INSERT INTO public.campaigns (id, name, subject, body, "from",'
-                    ' "audienceType", "audienceCondition", "projectId", "updatedAt")'
-                    " VALUES (%s, 'c', 's', 'b', 'f@example.com', 'FILTERED', %s, 'p',"
-                    " timezone('UTC', now()))",
-                    (cid, Jsonb(cond)),
-                )
-                pred = conn.execute(
-                    "SELECT plunk_sql.audience_predicate(c) FROM public.campaigns AS c"
-                    " WHERE c.id = %s",
-                    (cid,),
-                ).fetchone()[0]
-                plan = conn.execute(
-                    f"EXPLAIN SELECT c.id FROM public.contacts AS c WHERE {pred}"
-                ).fetchall()
-                t = time.monotonic()
-                total = conn.execute("SELECT plunk_sql.start_campaign(%s)", (cid,)).fetchone()[0]
-                elapsed = time.monotonic() - t
-                print(f"\n== {label}")
-                print(json.dumps(cond))
-                print(
-                    f"start_campaign: {elapsed:.2f} s, snapshot {total:,} recipients,"
-                    f" {args.contacts / elapsed:,.0f} contacts/s scanned,"
-                    f" {total / elapsed:,.0f} recipients/s written"
-                )
-                print("plan:")
-                for (line,) in plan:
-                    print("   ", line)
-    finally:
-        cluster.destroy()
+    with (
+        migrated_database(work_mem="64MB", maintenance_work_mem="256MB") as url,
+        psycopg.connect(url, autocommit=True) as conn,
+    ):
+        load(conn, args.contacts)
+        for i, (label, cond) in enumerate(CONDITIONS.items()):
+            cid = f"camp{i}"
+            conn.execute(
+                'INSERT INTO public.campaigns (id, name, subject, body, "from",'
+                ' "audienceType", "audienceCondition", "projectId", "updatedAt")'
+                " VALUES (%s, 'c', 's', 'b', 'f@example.com', 'FILTERED', %s, 'p',"
+                " timezone('UTC', now()))",
+                (cid, Jsonb(cond)),
+            )
+            pred = conn.execute(
+                "SELECT plunk_sql.audience_predicate(c) FROM public.campaigns AS c WHERE c.id = %s",
+                (cid,),
+            ).fetchone()[0]
+            plan = conn.execute(
+                f"EXPLAIN SELECT c.id FROM public.contacts AS c WHERE {pred}"
+            ).fetchall()
+            t = time.monotonic()
+            total = conn.execute("SELECT plunk_sql.start_campaign(%s)", (cid,)).fetchone()[0]
+            elapsed = time.monotonic() - t
+            print(f"\n== {label}")
+            print(json.dumps(cond))
+            print(
+                f"start_campaign: {elapsed:.2f} s, snapshot {total:,} recipients,"
+                f" {args.contacts / elapsed:,.0f} contacts/s scanned,"
+                f" {total / elapsed:,.0f} recipients/s written"
+            )
+            print("plan:")
+            for (line,) in plan:
+                print("   ", line)
 
 
 if __name__ == "__main__":

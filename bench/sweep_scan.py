@@ -20,8 +20,7 @@ import time
 
 import psycopg
 
-from plunk_sql.migrate import migrate
-from plunk_sql.testing.cluster import start_cluster
+from bench.data import migrated_database
 
 SCAN = (
     "SELECT c.id FROM public.campaigns AS c"
@@ -91,18 +90,13 @@ def main() -> None:
     ap.add_argument("--recipients", type=int, default=1_000_000)
     ap.add_argument("--history", type=int, default=100_000)
     args = ap.parse_args()
-    cluster = start_cluster(settings={"work_mem": "64MB", "maintenance_work_mem": "256MB"})
-    try:
-        with psycopg.connect(cluster.url(), autocommit=True) as admin:
-            admin.execute("CREATE DATABASE bench")
-        url = cluster.url("bench")
-        migrate(url, with_plunk_tables=True)
-        with psycopg.connect(url, autocommit=True) as conn:
-            load(conn, args.recipients, args.history)
-            print(f"load average: {os.getloadavg()}")
-            measure(conn, 'Plunk v2\'s indexes: ("scheduledFor"), ("projectId", status)')
-    finally:
-        cluster.destroy()
+    with (
+        migrated_database(work_mem="64MB", maintenance_work_mem="256MB") as url,
+        psycopg.connect(url, autocommit=True) as conn,
+    ):
+        load(conn, args.recipients, args.history)
+        print(f"load average: {os.getloadavg()}")
+        measure(conn, 'Plunk v2\'s indexes: ("scheduledFor"), ("projectId", status)')
 
 
 if __name__ == "__main__":
