@@ -80,6 +80,8 @@ BEGIN
     SET total = v_count,
         finished_at = CASE WHEN v_count = 0 THEN pg_catalog.now() END
     WHERE r.campaign_id = p_campaign_id;
+    -- The counters: every recipient starts in the pool (sql/48_counters.sql).
+    PERFORM plunk_sql._make_slots(p_campaign_id, v_count);
 
     UPDATE public.campaigns AS c
     SET status = (CASE WHEN v_count = 0 THEN 'SENT' ELSE 'SENDING' END)::public."CampaignStatus",

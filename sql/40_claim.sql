@@ -17,8 +17,11 @@
 --   1..10000 or lease outside (0, 1 day].
 -- Locks: row locks on the pending recipients it takes (FOR UPDATE SKIP LOCKED
 -- in a materialised CTE, so LIMIT is honoured and concurrent callers never
--- wait for or receive each other's rows). When some were skipped, the
--- campaign's counter row and campaigns row for one short UPDATE each.
+-- wait for or receive each other's rows); one unlocked counter slot row (SKIP
+-- LOCKED), then the pool's (slot 0): the counters of what it took and skipped
+-- (sql/48_counters.sql). A skipped recipient a lease expiry gave back counts
+-- in its first claim's slot, locked after this claim's: a statement holding
+-- both in the other order can deadlock with it (40P01, rare: retry).
 CREATE OR REPLACE FUNCTION plunk_sql.claim_batch(
     p_campaign_id text,
     p_batch_size integer DEFAULT 500,
@@ -43,7 +46,10 @@ DECLARE
     v_ids text[];
     v_emails text[];
     v_data jsonb[];
-    v_skipped integer;
+    v_from smallint[];
+    v_to smallint[];
+    v_outcomes plunk_sql.recipient_state[];
+    v_slot smallint;
 BEGIN
     IF p_batch_size IS NULL OR p_lease IS NULL THEN
         RAISE EXCEPTION USING
@@ -71,11 +77,23 @@ BEGIN
         RETURN;
     END IF;
 
+    -- This claim's counter slot: an unlocked claim slot, the least loaded
+    -- first, so that workers settling different claims update different rows
+    -- (sql/48_counters.sql). Every slot busy: the batch stays in the pool.
+    SELECT s.slot INTO v_slot
+    FROM plunk_sql.run_slots AS s
+    WHERE s.campaign_id = p_campaign_id
+      AND s.slot > 0
+    ORDER BY s.open, s.slot
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED;
+    v_slot := coalesce(v_slot, 0);
+
     -- Plunk's suppression rules exist only in its newest versions: without the
     -- table the claim is the plain statement (no lookup at all on the hot path).
     IF pg_catalog.to_regclass('public.recipient_suppression_rules') IS NULL THEN
         WITH picked AS MATERIALIZED (
-            SELECT r.ctid AS row_id, r.contact_id
+            SELECT r.ctid AS row_id, r.contact_id, r.slot AS old_slot
             FROM plunk_sql.recipients AS r
             WHERE r.campaign_id = p_campaign_id
               AND r.state = 'pending'
@@ -86,6 +104,7 @@ BEGIN
         checked AS (
             SELECT p.row_id,
                    p.contact_id,
+                   p.old_slot,
                    k.email,
                    k.data,
                    CASE
@@ -103,7 +122,9 @@ BEGIN
                 claims = r.claims + 1,
                 lease_expires_at = CASE WHEN ch.skip_reason IS NULL THEN pg_catalog.now() + p_lease END,
                 settled_at = CASE WHEN ch.skip_reason IS NOT NULL THEN pg_catalog.now() END,
-                reason = ch.skip_reason
+                reason = ch.skip_reason,
+                -- A recipient counts in the slot of the claim that first takes it.
+                slot = CASE WHEN ch.skip_reason IS NULL AND ch.old_slot = 0 THEN v_slot ELSE ch.old_slot END
             FROM checked AS ch
             -- The picked rows are locked by this statement, so their ctid is stable;
             -- addressing them by ctid keeps the plan a TID lookup per row, never a
@@ -113,17 +134,20 @@ BEGIN
             -- its newer version) is not visible to the TID lookup: it is left
             -- pending for a later claim, never lost.
             WHERE r.ctid = ch.row_id
-            RETURNING r.contact_id, ch.email, ch.data, ch.skip_reason
+            RETURNING r.contact_id, ch.email, ch.data, ch.skip_reason, ch.old_slot, r.slot AS new_slot
         )
         SELECT pg_catalog.array_agg(cl.contact_id ORDER BY cl.contact_id) FILTER (WHERE cl.skip_reason IS NULL),
                pg_catalog.array_agg(cl.email ORDER BY cl.contact_id) FILTER (WHERE cl.skip_reason IS NULL),
                pg_catalog.array_agg(cl.data ORDER BY cl.contact_id) FILTER (WHERE cl.skip_reason IS NULL),
-               pg_catalog.count(*) FILTER (WHERE cl.skip_reason IS NOT NULL)
-        INTO v_ids, v_emails, v_data, v_skipped
+               pg_catalog.array_agg(cl.old_slot) FILTER (WHERE cl.skip_reason IS NOT NULL OR cl.old_slot <> cl.new_slot),
+               pg_catalog.array_agg(cl.new_slot) FILTER (WHERE cl.skip_reason IS NOT NULL OR cl.old_slot <> cl.new_slot),
+               pg_catalog.array_agg(CASE WHEN cl.skip_reason IS NOT NULL THEN 'skipped'::plunk_sql.recipient_state END)
+                   FILTER (WHERE cl.skip_reason IS NOT NULL OR cl.old_slot <> cl.new_slot)
+        INTO v_ids, v_emails, v_data, v_from, v_to, v_outcomes
         FROM claimed AS cl;
     ELSE
         WITH picked AS MATERIALIZED (
-            SELECT r.ctid AS row_id, r.contact_id
+            SELECT r.ctid AS row_id, r.contact_id, r.slot AS old_slot
             FROM plunk_sql.recipients AS r
             WHERE r.campaign_id = p_campaign_id
               AND r.state = 'pending'
@@ -132,7 +156,7 @@ BEGIN
             FOR UPDATE SKIP LOCKED
         ),
         joined AS MATERIALIZED (
-            SELECT p.row_id, p.contact_id, k.id AS found_id, k.email, k.data, k.subscribed
+            SELECT p.row_id, p.contact_id, p.old_slot, k.id AS found_id, k.email, k.data, k.subscribed
             FROM picked AS p
             LEFT JOIN public.contacts AS k
                    ON k.id = p.contact_id
@@ -149,6 +173,7 @@ BEGIN
         checked AS (
             SELECT j.row_id,
                    j.contact_id,
+                   j.old_slot,
                    j.email,
                    j.data,
                    CASE
@@ -166,7 +191,9 @@ BEGIN
                 claims = r.claims + 1,
                 lease_expires_at = CASE WHEN ch.skip_reason IS NULL THEN pg_catalog.now() + p_lease END,
                 settled_at = CASE WHEN ch.skip_reason IS NOT NULL THEN pg_catalog.now() END,
-                reason = ch.skip_reason
+                reason = ch.skip_reason,
+                -- A recipient counts in the slot of the claim that first takes it.
+                slot = CASE WHEN ch.skip_reason IS NULL AND ch.old_slot = 0 THEN v_slot ELSE ch.old_slot END
             FROM checked AS ch
             -- The picked rows are locked by this statement, so their ctid is stable;
             -- addressing them by ctid keeps the plan a TID lookup per row, never a
@@ -176,18 +203,22 @@ BEGIN
             -- its newer version) is not visible to the TID lookup: it is left
             -- pending for a later claim, never lost.
             WHERE r.ctid = ch.row_id
-            RETURNING r.contact_id, ch.email, ch.data, ch.skip_reason
+            RETURNING r.contact_id, ch.email, ch.data, ch.skip_reason, ch.old_slot, r.slot AS new_slot
         )
         SELECT pg_catalog.array_agg(cl.contact_id ORDER BY cl.contact_id) FILTER (WHERE cl.skip_reason IS NULL),
                pg_catalog.array_agg(cl.email ORDER BY cl.contact_id) FILTER (WHERE cl.skip_reason IS NULL),
                pg_catalog.array_agg(cl.data ORDER BY cl.contact_id) FILTER (WHERE cl.skip_reason IS NULL),
-               pg_catalog.count(*) FILTER (WHERE cl.skip_reason IS NOT NULL)
-        INTO v_ids, v_emails, v_data, v_skipped
+               pg_catalog.array_agg(cl.old_slot) FILTER (WHERE cl.skip_reason IS NOT NULL OR cl.old_slot <> cl.new_slot),
+               pg_catalog.array_agg(cl.new_slot) FILTER (WHERE cl.skip_reason IS NOT NULL OR cl.old_slot <> cl.new_slot),
+               pg_catalog.array_agg(CASE WHEN cl.skip_reason IS NOT NULL THEN 'skipped'::plunk_sql.recipient_state END)
+                   FILTER (WHERE cl.skip_reason IS NOT NULL OR cl.old_slot <> cl.new_slot)
+        INTO v_ids, v_emails, v_data, v_from, v_to, v_outcomes
         FROM claimed AS cl;
     END IF;
 
-    IF v_skipped > 0 THEN
-        PERFORM plunk_sql.apply_settlement(p_campaign_id, 0, 0, v_skipped);
+    IF v_from IS NOT NULL THEN
+        -- Counters: taken from the pool into this claim's slot, skipped in their slot.
+        PERFORM plunk_sql.count_moves(p_campaign_id, v_from, v_to, v_outcomes);
     END IF;
 
     RETURN QUERY SELECT u.contact_id, u.email, u.data FROM unnest(v_ids, v_emails, v_data) AS u (contact_id, email, data);

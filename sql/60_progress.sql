@@ -4,11 +4,12 @@
 DROP VIEW IF EXISTS plunk_sql.campaign_progress;
 DROP VIEW IF EXISTS plunk_sql.recipient_outcomes;
 
--- One row per campaign the toolkit started. Settled counts come from the
--- counter row; open counts from the open-recipient index, so the cost is
--- proportional to what is still open, not to the snapshot size. Both are read
--- in one snapshot and written in the same transactions, so
--- total = pending + claimed + in_flight + sent + failed + skipped.
+-- One row per campaign the toolkit started. Settled counts are the sums of
+-- the run's 33 counter slots (sql/48_counters.sql); open counts come from the
+-- open-recipient index, so the cost is proportional to what is still open,
+-- not to the snapshot size. Both are read in one snapshot and written in the
+-- same transactions, so total = pending + claimed + in_flight + sent + failed
+-- + skipped.
 CREATE VIEW plunk_sql.campaign_progress AS
 SELECT run.campaign_id,
        c.status::text AS status,
@@ -17,13 +18,20 @@ SELECT run.campaign_id,
        open.pending,
        open.claimed,
        open.in_flight,
-       run.sent,
-       run.failed,
-       run.skipped,
+       n.sent,
+       n.failed,
+       n.skipped,
        run.started_at,
        run.finished_at
 FROM plunk_sql.campaign_runs AS run
 JOIN public.campaigns AS c ON c.id = run.campaign_id
+CROSS JOIN LATERAL (
+    SELECT coalesce(pg_catalog.sum(s.sent), 0)::integer AS sent,
+           coalesce(pg_catalog.sum(s.failed), 0)::integer AS failed,
+           coalesce(pg_catalog.sum(s.skipped), 0)::integer AS skipped
+    FROM plunk_sql.run_slots AS s
+    WHERE s.campaign_id = run.campaign_id
+) AS n
 CROSS JOIN LATERAL (
     SELECT pg_catalog.count(*) FILTER (WHERE r.state = 'pending')::integer AS pending,
            pg_catalog.count(*) FILTER (WHERE r.state = 'claimed')::integer AS claimed,

@@ -19,10 +19,10 @@
 --                        after the email's last update are set FAILED with
 --                        error 'abandoned by plunk_sql.sweep: ...'; the emails
 --                        UPDATE trigger settles their recipients as failed
---                        (counters through apply_settlement); affected = emails.
+--                        (counted on their slots); affected = emails.
 --   'finalized'          SENDING toolkit campaigns with nothing open and
---                        complete counters are set SENT through
---                        apply_settlement (the trigger's backstop, with its
+--                        complete counters are set SENT by the end-game
+--                        (_finish_if_settled: the trigger's backstop, with its
 --                        NOTIFY); affected = the campaign's recipients.
 -- Each action handles at most sweep_batch_size rows per call; the rest is
 -- left for the next call. Every scan starts from a partial index or a small
@@ -34,13 +34,13 @@
 -- abandoned and they are not finalized: the sweep leaves them alone.
 -- Concurrency: one pg_try_advisory_xact_lock; a second sweep while one runs
 -- returns no rows at once (it skips, it never waits and never acts twice).
--- Locks, each action in the global order (recipients -> campaign_runs ->
--- campaigns): scheduled starts: the SCHEDULED campaigns rows FOR UPDATE SKIP
+-- Locks, each action in the global order (recipients -> counter slots ->
+-- campaign_runs -> campaigns): scheduled starts: the SCHEDULED campaigns rows FOR UPDATE SKIP
 -- LOCKED, then start_campaign's inserts (no worker can see those campaigns
 -- before the sweep commits); lease rows FOR UPDATE SKIP LOCKED; abandoned
--- emails FOR UPDATE SKIP LOCKED, then (trigger) their recipients, the
--- campaign_runs and campaigns rows; finalize: campaign_runs then campaigns rows
--- of campaigns with nothing open. The starts come first so that rows workers
+-- emails FOR UPDATE SKIP LOCKED, then (trigger) their recipients and counter
+-- slots; finalize: campaign_runs then campaigns rows of campaigns with
+-- nothing open. The starts come first so that rows workers
 -- share (counter rows of active campaigns) are held only for the short tail.
 -- Errors: P0002 / 22P02 when a setting is missing or unreadable.
 CREATE OR REPLACE FUNCTION plunk_sql.sweep()
@@ -155,7 +155,11 @@ BEGIN
         JOIN plunk_sql.campaign_runs AS run ON run.campaign_id = c.id
         WHERE c.status = 'SENDING'
           AND run.paused_at IS NULL
-          AND run.sent + run.failed + run.skipped = run.total
+          AND run.kind = 'toolkit'
+          AND NOT EXISTS (
+              SELECT 1 FROM plunk_sql.run_slots AS s
+              WHERE s.campaign_id = run.campaign_id
+                AND s.open > 0)
           AND NOT EXISTS (
               SELECT 1 FROM plunk_sql.recipients AS x
               WHERE x.campaign_id = run.campaign_id
@@ -163,7 +167,7 @@ BEGIN
         ORDER BY run.campaign_id
         LIMIT v_batch
     LOOP
-        PERFORM plunk_sql.apply_settlement(v_row.campaign_id, 0, 0, 0);
+        PERFORM plunk_sql._finish_if_settled(v_row.campaign_id, true);
         SELECT c.status::text INTO v_status FROM public.campaigns AS c WHERE c.id = v_row.campaign_id;
         IF v_status = 'SENT' THEN
             action := 'finalized';

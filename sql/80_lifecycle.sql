@@ -126,8 +126,8 @@ COMMENT ON FUNCTION plunk_sql.resume_campaign(text) IS
 --   2. in-flight recipients whose email is still PENDING (never handed to
 --      SMTP) settle skipped, reason 'email deleted', and those emails are
 --      deleted, as Plunk deletes unsent rows;
---   3. counters: one UPDATE of the campaign_runs row (never through
---      apply_settlement, so the campaign is never declared SENT meanwhile);
+--   3. counters: on their slots, never declaring the campaign SENT
+--      meanwhile (sql/48_counters.sql);
 --   4. emails already SENDING (handed to the provider) stay in flight and
 --      settle by their own outcome later; the campaign stays CANCELLED;
 --   5. status: DRAFT when nothing was sent or failed and nothing is still in
@@ -150,8 +150,8 @@ COMMENT ON FUNCTION plunk_sql.resume_campaign(text) IS
 -- start won the race, that lock is released by rolling back its
 -- subtransaction before the SENDING path). SENDING: the open recipient rows
 -- (steps 1-2, under a 100ms lock_timeout, retried: see below), the PENDING
--- emails rows (SKIP LOCKED), then the campaign_runs row, then the campaigns
--- row last: the same order as every worker, and no wait while holding rows a
+-- emails rows (SKIP LOCKED), then the counter slots and the campaign_runs
+-- row, then the campaigns row last: the same order as every worker, and no wait while holding rows a
 -- worker waits for, so cancelling under load cannot deadlock.
 CREATE OR REPLACE FUNCTION plunk_sql.cancel_campaign(p_campaign_id text)
 RETURNS text
@@ -166,6 +166,8 @@ DECLARE
     v_unsent text[];
     v_in_flight integer;
     v_run plunk_sql.campaign_runs;
+    v_counts record;
+    v_slots smallint[];
     v_result text;
     v_payload text;
     v_now timestamp := plunk_sql.utc_now();
@@ -245,9 +247,11 @@ BEGIN
                     reason = 'cancelled'
                 WHERE r.campaign_id = p_campaign_id
                   AND r.state IN ('pending', 'claimed')
-                RETURNING 1
+                RETURNING r.slot
             )
-            SELECT pg_catalog.count(*)::integer INTO v_cancelled FROM cancelled;
+            SELECT pg_catalog.count(*)::integer, coalesce(pg_catalog.array_agg(x.slot), '{}')
+            INTO v_cancelled, v_slots
+            FROM cancelled AS x;
 
             -- Emails a worker holds right now are being moved on (SENDING):
             -- skip them, they settle by their own outcome.
@@ -267,24 +271,28 @@ BEGIN
                 WHERE r.campaign_id = p_campaign_id
                   AND r.state = 'in_flight'
                   AND r.email_id = ANY (v_unsent)
-                RETURNING 1
+                RETURNING r.slot
             )
-            SELECT pg_catalog.count(*)::integer INTO v_deleted FROM unsent;
+            SELECT pg_catalog.count(*)::integer, v_slots || coalesce(pg_catalog.array_agg(x.slot), '{}')
+            INTO v_deleted, v_slots
+            FROM unsent AS x;
             -- Their recipients are settled already: the DELETE trigger finds none in flight.
             DELETE FROM public.emails AS e
             WHERE e.id = ANY (v_unsent)
               AND e.status::text = 'PENDING';
 
+            -- Counted on their slots, never declared SENT (may_finish false);
+            -- finished_at when nothing is left open.
+            PERFORM plunk_sql.count_settled(
+                p_campaign_id, v_slots,
+                pg_catalog.array_fill('skipped'::plunk_sql.recipient_state,
+                                      ARRAY[pg_catalog.cardinality(v_slots)]),
+                false);
             UPDATE plunk_sql.campaign_runs AS r
-            SET skipped = r.skipped + v_cancelled + v_deleted,
-                paused_at = NULL,
-                finished_at = CASE
-                    WHEN r.total = r.sent + r.failed + r.skipped + v_cancelled + v_deleted
-                        THEN coalesce(r.finished_at, pg_catalog.now())
-                    ELSE r.finished_at
-                END
+            SET paused_at = NULL
             WHERE r.campaign_id = p_campaign_id
             RETURNING * INTO v_run;
+            SELECT * INTO v_counts FROM plunk_sql.run_counts(p_campaign_id);
 
             PERFORM pg_catalog.set_config('lock_timeout', v_lock_timeout, true);
             EXIT;
@@ -307,11 +315,11 @@ BEGIN
     WHERE r.campaign_id = p_campaign_id
       AND r.state = 'in_flight';
 
-    v_result := CASE WHEN v_run.sent = 0 AND v_run.failed = 0 AND v_in_flight = 0
+    v_result := CASE WHEN v_counts.sent = 0 AND v_counts.failed = 0 AND v_in_flight = 0
                      THEN 'DRAFT' ELSE 'CANCELLED' END;
     v_payload := pg_catalog.json_build_object(
         'campaign_id', p_campaign_id, 'status', v_result, 'total', v_run.total,
-        'sent', v_run.sent, 'failed', v_run.failed, 'skipped', v_run.skipped)::text;
+        'sent', v_counts.sent, 'failed', v_counts.failed, 'skipped', v_counts.skipped)::text;
 
     IF v_result = 'DRAFT' THEN
         -- Kept for the record, never reused; late emails are refused from now on.

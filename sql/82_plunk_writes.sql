@@ -87,7 +87,7 @@ COMMENT ON FUNCTION plunk_sql.suppression_rules_matching(text, text[]) IS
 -- run, link the campaign's emails that already exist (made before the start:
 -- by Plunk's sender, an import, an earlier run) to their recipients, so no
 -- contact gets a second one: PENDING/SENDING -> in_flight, a final status ->
--- sent/failed (counters through apply_settlement). A contact with several
+-- sent/failed (counted on their slots). A contact with several
 -- such emails is linked to one of them (a settled one first). Contacts outside
 -- the snapshot are ignored. Called by the campaigns trigger when the status
 -- becomes SENDING.
@@ -100,8 +100,8 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_sent integer;
-    v_failed integer;
+    v_slots smallint[];
+    v_outcomes plunk_sql.recipient_state[];
     v_linked integer;
 BEGIN
     WITH existing AS (
@@ -129,15 +129,15 @@ BEGIN
         WHERE r.campaign_id = p_campaign_id
           AND r.contact_id = x.contact_id
           AND r.state = 'pending'
-        RETURNING r.state
+        RETURNING r.state, r.slot
     )
-    SELECT pg_catalog.count(*) FILTER (WHERE l.state = 'sent')::integer,
-           pg_catalog.count(*) FILTER (WHERE l.state = 'failed')::integer,
+    SELECT pg_catalog.array_agg(l.slot) FILTER (WHERE l.state <> 'in_flight'),
+           pg_catalog.array_agg(l.state) FILTER (WHERE l.state <> 'in_flight'),
            pg_catalog.count(*)::integer
-    INTO v_sent, v_failed, v_linked
+    INTO v_slots, v_outcomes, v_linked
     FROM linked AS l;
-    IF v_sent + v_failed > 0 THEN
-        PERFORM plunk_sql.apply_settlement(p_campaign_id, v_sent, v_failed, 0);
+    IF v_slots IS NOT NULL THEN
+        PERFORM plunk_sql.count_settled(p_campaign_id, v_slots, v_outcomes);
     END IF;
     RETURN v_linked;
 END
@@ -155,7 +155,7 @@ COMMENT ON FUNCTION plunk_sql._adopt_existing_emails(text) IS
 -- left for the next call. Returns how many settled.
 --   No errors of its own.
 -- Locks: the pending/claimed rows it takes (SKIP LOCKED), then counters
--- (apply_settlement: campaign_runs, and campaigns when the run finishes).
+-- (their slots; the run row and campaigns row when nothing is left open).
 CREATE OR REPLACE FUNCTION plunk_sql._settle_cancelled(p_campaign_id text, p_limit integer)
 RETURNS integer
 LANGUAGE plpgsql
@@ -165,6 +165,8 @@ SET enable_mergejoin = off
 AS $$
 DECLARE
     v_n integer;
+    v_slots smallint[];
+    v_outcomes plunk_sql.recipient_state[];
 BEGIN
     WITH picked AS MATERIALIZED (
         SELECT r.ctid AS row_id
@@ -182,11 +184,15 @@ BEGIN
         FROM picked AS p
         WHERE r.ctid = p.row_id
           AND r.state IN ('pending', 'claimed')
-        RETURNING 1
+        RETURNING r.slot
     )
-    SELECT pg_catalog.count(*)::integer INTO v_n FROM settled;
+    SELECT pg_catalog.count(*)::integer, pg_catalog.array_agg(x.slot),
+           pg_catalog.array_agg('skipped'::plunk_sql.recipient_state)
+    INTO v_n, v_slots, v_outcomes
+    FROM settled AS x;
     IF v_n > 0 THEN
-        PERFORM plunk_sql.apply_settlement(p_campaign_id, 0, 0, v_n);
+        -- The campaign stopped sending: never SENT from here.
+        PERFORM plunk_sql.count_settled(p_campaign_id, v_slots, v_outcomes, false);
     END IF;
     RETURN v_n;
 END
@@ -203,7 +209,8 @@ COMMENT ON FUNCTION plunk_sql._settle_cancelled(text, integer) IS
 -- which takes a fresh snapshot. Returns the retired_id, NULL when there was
 -- no run.
 --   No errors of its own.
--- Locks: the campaign_runs row and all the campaign's recipient rows (DELETE).
+-- Locks: the run's counter slots and campaign_runs row, then all the
+-- campaign's recipient rows (DELETE).
 CREATE OR REPLACE FUNCTION plunk_sql._retire_run(p_campaign_id text, p_retired_by text)
 RETURNS bigint
 LANGUAGE plpgsql
@@ -213,7 +220,9 @@ DECLARE
     v_id bigint;
     v_open integer;
 BEGIN
-    -- Lock the run first, so counters cannot move between the copy and the delete.
+    -- Lock the counters first (slots, then the run, the global order), so they
+    -- cannot move between the copy and the delete.
+    PERFORM 1 FROM plunk_sql.run_slots AS s WHERE s.campaign_id = p_campaign_id ORDER BY s.slot DESC FOR UPDATE;
     PERFORM 1 FROM plunk_sql.campaign_runs AS r WHERE r.campaign_id = p_campaign_id FOR UPDATE;
     IF NOT FOUND THEN
         RETURN NULL;
@@ -226,10 +235,11 @@ BEGIN
     INSERT INTO plunk_sql.retired_runs (
         campaign_id, project_id, transactional, kind, total, sent, failed, skipped,
         started_at, paused_at, finished_at, progressed_at, retired_by)
-    SELECT r.campaign_id, r.project_id, r.transactional, r.kind, r.total, r.sent, r.failed,
-           r.skipped + v_open, r.started_at, r.paused_at, coalesce(r.finished_at, pg_catalog.now()),
-           r.progressed_at, p_retired_by
+    SELECT r.campaign_id, r.project_id, r.transactional, r.kind, r.total, n.sent, n.failed,
+           n.skipped + v_open, r.started_at, r.paused_at, coalesce(r.finished_at, pg_catalog.now()),
+           n.progressed_at, p_retired_by
     FROM plunk_sql.campaign_runs AS r
+    CROSS JOIN LATERAL plunk_sql.run_counts(r.campaign_id) AS n
     WHERE r.campaign_id = p_campaign_id
     RETURNING retired_id INTO v_id;
 
@@ -346,6 +356,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_run plunk_sql.campaign_runs;
+    v_n record;
 BEGIN
     IF NEW.status::text IN ('DRAFT', 'SCHEDULED') THEN
         RETURN NULL;
@@ -354,25 +365,27 @@ BEGIN
     IF NOT FOUND OR v_run.kind <> 'toolkit' THEN
         RETURN NULL;
     END IF;
+    -- "sentCount" as the toolkit keeps it: sent - unsynced while open (sql/48_counters.sql).
+    SELECT * INTO v_n FROM plunk_sql.run_counts(NEW.id);
     UPDATE public.campaigns AS c
     SET "totalRecipients" = v_run.total,
-        "sentCount" = v_run.sent,
+        "sentCount" = v_n.shown_sent,
         status = CASE
-            WHEN c.status::text = 'SENT' AND v_run.sent + v_run.failed + v_run.skipped < v_run.total
+            WHEN c.status::text = 'SENT' AND v_n.open > 0
                 THEN OLD.status
             ELSE c.status
         END
     WHERE c.id = NEW.id
       AND (c."totalRecipients" IS DISTINCT FROM v_run.total
-           OR c."sentCount" IS DISTINCT FROM v_run.sent
-           OR (c.status::text = 'SENT' AND v_run.sent + v_run.failed + v_run.skipped < v_run.total));
+           OR c."sentCount" IS DISTINCT FROM v_n.shown_sent
+           OR (c.status::text = 'SENT' AND v_n.open > 0));
     RETURN NULL;
 END
 $$;
 
 COMMENT ON FUNCTION plunk_sql._campaigns_keep_counters() IS
     'Row trigger on public.campaigns: for toolkit runs, "totalRecipients" = snapshot size, "sentCount" = '
-    'recount, and no SENT while a recipient is open (Plunk v2''s completion writes).';
+    'the toolkit''s count, and no SENT while a recipient is open (Plunk v2''s completion writes).';
 
 DROP TRIGGER IF EXISTS plunk_sql_campaigns_keep_counters ON public.campaigns;
 CREATE TRIGGER plunk_sql_campaigns_keep_counters

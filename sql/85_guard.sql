@@ -92,6 +92,7 @@ BEGIN
     GET DIAGNOSTICS v_count = ROW_COUNT;
 
     UPDATE plunk_sql.campaign_runs AS r SET total = v_count WHERE r.campaign_id = p_campaign.id;
+    PERFORM plunk_sql._make_slots(p_campaign.id, v_count);
     INSERT INTO plunk_sql.guard_runs (campaign_id, plunk_total)
     VALUES (p_campaign.id, p_campaign."totalRecipients");
     DELETE FROM plunk_sql.guard_failures AS f WHERE f.campaign_id = p_campaign.id;
@@ -244,7 +245,7 @@ COMMENT ON FUNCTION plunk_sql.guard_unlinked_email(text, text, text) IS
 -- Errors: P0002 / 22P02 when a setting is missing or unreadable.
 -- Locks: abandoned emails FOR UPDATE SKIP LOCKED, then (trigger) their
 -- recipients and the campaign_runs row; finalize: the open recipient rows,
--- the campaign_runs row (apply_settlement), then the campaigns row: the
+-- counter slots and the campaign_runs row, then the campaigns row: the
 -- global order.
 CREATE OR REPLACE FUNCTION plunk_sql.sweep_guarded()
 RETURNS TABLE (action text, campaign_id text, affected integer)
@@ -260,6 +261,8 @@ DECLARE
     v_count integer;
     v_status text;
     v_predicate text;
+    v_slots smallint[];
+    v_outcomes plunk_sql.recipient_state[];
 BEGIN
     FOR v_row IN
         SELECT run.campaign_id, run.project_id, run.transactional, run.total, g.snapshot_at
@@ -343,23 +346,31 @@ BEGIN
                        ON c.id = o.contact_id
                       AND c."projectId" = %5$L
             )
-            UPDATE plunk_sql.recipients AS r
-            SET state = 'skipped',
-                settled_at = pg_catalog.now(),
-                lease_expires_at = NULL,
-                reason = w.reason
-            FROM why AS w
-            WHERE r.campaign_id = %1$L
-              AND r.contact_id = w.contact_id
-              AND r.state IN ('pending', 'claimed', 'in_flight')
+            , settled AS (
+                UPDATE plunk_sql.recipients AS r
+                SET state = 'skipped',
+                    settled_at = pg_catalog.now(),
+                    lease_expires_at = NULL,
+                    reason = w.reason
+                FROM why AS w
+                WHERE r.campaign_id = %1$L
+                  AND r.contact_id = w.contact_id
+                  AND r.state IN ('pending', 'claimed', 'in_flight')
+                RETURNING r.slot
+            )
+            SELECT pg_catalog.count(*)::integer, pg_catalog.array_agg(s.slot),
+                   pg_catalog.array_agg('skipped'::plunk_sql.recipient_state)
+            FROM settled AS s
             $sql$,
             v_row.campaign_id, (v_status IN ('CANCELLED', 'DRAFT'))::text, v_row.transactional::text,
-            v_predicate, v_row.project_id);
-        GET DIAGNOSTICS v_count = ROW_COUNT;
+            v_predicate, v_row.project_id)
+        INTO v_count, v_slots, v_outcomes;
 
-        -- Counters (and finished_at) only: apply_settlement leaves a guarded
+        -- Counters (and finished_at) only: the counters leave a guarded
         -- campaign's row to this function.
-        PERFORM plunk_sql.apply_settlement(v_row.campaign_id, 0, 0, v_count);
+        IF v_count > 0 THEN
+            PERFORM plunk_sql.count_settled(v_row.campaign_id, v_slots, v_outcomes);
+        END IF;
         UPDATE plunk_sql.campaign_runs AS r
         SET finished_at = coalesce(r.finished_at, pg_catalog.now())
         WHERE r.campaign_id = v_row.campaign_id;

@@ -98,29 +98,12 @@ CREATE OR REPLACE TRIGGER settings_validate
     FOR EACH ROW
     EXECUTE FUNCTION plunk_sql._settings_validate();
 
--- Trigger: the progress clock. Whenever a campaign's settled counters move
--- (apply_settlement's one UPDATE per settling statement), progressed_at is
--- set. Fires only when the counters change (WHEN clause), on the row the
--- settling UPDATE already locks: no extra lock, no extra statement.
-CREATE OR REPLACE FUNCTION plunk_sql._campaign_runs_progressed()
-RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    NEW.progressed_at := pg_catalog.now();
-    RETURN NEW;
-END
-$$;
-
-COMMENT ON FUNCTION plunk_sql._campaign_runs_progressed() IS
-    'Row trigger on plunk_sql.campaign_runs: sets progressed_at when the settled counters change.';
-
-CREATE OR REPLACE TRIGGER campaign_runs_progressed
-    BEFORE UPDATE OF sent, failed, skipped ON plunk_sql.campaign_runs
-    FOR EACH ROW
-    WHEN (NEW.sent + NEW.failed + NEW.skipped <> OLD.sent + OLD.failed + OLD.skipped)
-    EXECUTE FUNCTION plunk_sql._campaign_runs_progressed();
+-- The progress clock of 0.2 (a trigger on campaign_runs' counters) is gone
+-- with those counters: each counter slot keeps its own progressed_at
+-- (sql/48_counters.sql), and a run's progress is the latest of them, of its
+-- start and of its resume (campaign_runs.progressed_at).
+DROP TRIGGER IF EXISTS campaign_runs_progressed ON plunk_sql.campaign_runs;
+DROP FUNCTION IF EXISTS plunk_sql._campaign_runs_progressed();
 
 DROP VIEW IF EXISTS plunk_sql.stuck_campaigns;
 
@@ -155,7 +138,7 @@ SELECT run.campaign_id,
        run.project_id,
        c.status::text AS status,
        'no progress'::text AS reason,
-       GREATEST(run.started_at, run.progressed_at) AS since,
+       GREATEST(run.started_at, run.progressed_at, slots.progressed_at) AS since,
        run.total,
        open.n AS open_recipients,
        NULL::integer AS open_emails,
@@ -177,9 +160,14 @@ CROSS JOIN LATERAL (
     WHERE r.campaign_id = run.campaign_id
       AND r.state IN ('pending', 'claimed', 'in_flight')
 ) AS open
+CROSS JOIN LATERAL (
+    SELECT pg_catalog.max(s.progressed_at) AS progressed_at
+    FROM plunk_sql.run_slots AS s
+    WHERE s.campaign_id = run.campaign_id
+) AS slots
 WHERE c.status::text = 'SENDING'
   AND run.paused_at IS NULL
-  AND GREATEST(run.started_at, run.progressed_at) < pg_catalog.now() - cfg.stuck_after
+  AND GREATEST(run.started_at, run.progressed_at, slots.progressed_at) < pg_catalog.now() - cfg.stuck_after
 UNION ALL
 SELECT c.id,
        c."projectId",
@@ -229,7 +217,7 @@ SELECT run.campaign_id,
        run.project_id,
        c.status::text,
        CASE WHEN c.status::text = 'CANCELLED' THEN 'cancelled with open recipients' ELSE 'run not retired' END,
-       GREATEST(run.started_at, run.progressed_at, c."updatedAt" AT TIME ZONE 'UTC'),
+       GREATEST(run.started_at, run.progressed_at, slots.progressed_at, c."updatedAt" AT TIME ZONE 'UTC'),
        run.total,
        open.n,
        NULL::integer,
@@ -252,9 +240,14 @@ CROSS JOIN LATERAL (
     WHERE r.campaign_id = run.campaign_id
       AND r.state IN ('pending', 'claimed', 'in_flight')
 ) AS open
+CROSS JOIN LATERAL (
+    SELECT pg_catalog.max(s.progressed_at) AS progressed_at
+    FROM plunk_sql.run_slots AS s
+    WHERE s.campaign_id = run.campaign_id
+) AS slots
 WHERE run.kind = 'toolkit'
   AND ((c.status::text = 'CANCELLED' AND open.n > 0) OR c.status::text IN ('DRAFT', 'SCHEDULED'))
-  AND GREATEST(run.started_at, run.progressed_at, c."updatedAt" AT TIME ZONE 'UTC')
+  AND GREATEST(run.started_at, run.progressed_at, slots.progressed_at, c."updatedAt" AT TIME ZONE 'UTC')
       < pg_catalog.now() - cfg.stuck_after;
 
 COMMENT ON VIEW plunk_sql.stuck_campaigns IS

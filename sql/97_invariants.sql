@@ -8,8 +8,10 @@
 --   states_differ_from_total        pending + claimed + in_flight + sent + failed + skipped = total
 --   recipient_rows_duplicated       one snapshot row per contact
 --   duplicate_emails                at most one emails row per recipient
---   counters_differ_from_recount    the run's sent/failed/skipped counters (and "sentCount")
---                                   equal a recount of the snapshot rows
+--   counters_differ_from_recount    the run's counters (sums of its slots, and each slot's
+--                                   open) equal a recount of the snapshot rows; no slot holds
+--                                   more than 31 unsynced; "sentCount" = sent - unsynced while
+--                                   something is open, = sent once nothing is (toolkit runs)
 --   settled_but_sending             a campaign whose every recipient settled is not SENDING
 --   sent_with_open_recipients       a SENT campaign has no open recipient
 --   emails_unlinked                 every email of the campaign is linked to its recipient
@@ -32,6 +34,7 @@ DECLARE
     v_sent bigint;
     v_failed bigint;
     v_skipped bigint;
+    v_n record;
 BEGIN
     SELECT * INTO v_run FROM plunk_sql.campaign_runs AS r WHERE r.campaign_id = p_campaign_id;
     SELECT pg_catalog.count(*),
@@ -49,9 +52,11 @@ BEGIN
                    OR v_run.total <> v_rows)::integer;
     RETURN NEXT;
 
+    SELECT * INTO v_n FROM plunk_sql.run_counts(p_campaign_id);
+
     invariant := 'states_differ_from_total';
     violations := (v_run.campaign_id IS NOT NULL
-                   AND v_open + v_run.sent + v_run.failed + v_run.skipped <> v_run.total)::integer;
+                   AND v_open + v_n.sent + v_n.failed + v_n.skipped <> v_run.total)::integer;
     RETURN NEXT;
 
     invariant := 'recipient_rows_duplicated';
@@ -70,9 +75,23 @@ BEGIN
 
     invariant := 'counters_differ_from_recount';
     violations := (v_run.campaign_id IS NOT NULL
-                   AND (v_run.sent <> v_sent OR v_run.failed <> v_failed
-                        OR v_run.skipped <> v_skipped
-                        OR v_campaign."sentCount" IS DISTINCT FROM v_run.sent))::integer;
+                   AND (v_n.sent <> v_sent OR v_n.failed <> v_failed
+                        OR v_n.skipped <> v_skipped OR v_n.open <> v_open
+                        -- per slot: open = its unsettled recipients, at most 31 unsynced
+                        OR EXISTS (
+                            SELECT 1
+                            FROM plunk_sql.run_slots AS s
+                            LEFT JOIN (SELECT r.slot, pg_catalog.count(*) AS n
+                                       FROM plunk_sql.recipients AS r
+                                       WHERE r.campaign_id = p_campaign_id
+                                         AND r.state IN ('pending', 'claimed', 'in_flight')
+                                       GROUP BY r.slot) AS o ON o.slot = s.slot
+                            WHERE s.campaign_id = p_campaign_id
+                              AND (s.open <> coalesce(o.n, 0) OR (v_run.kind = 'toolkit' AND s.unsynced > 31)))
+                        -- "sentCount": sent - unsynced while open, sent once settled (guard: Plunk's)
+                        OR (v_run.kind = 'toolkit'
+                            AND v_campaign.status::text NOT IN ('DRAFT', 'SCHEDULED')
+                            AND v_campaign."sentCount" IS DISTINCT FROM v_n.shown_sent)))::integer;
     RETURN NEXT;
 
     invariant := 'settled_but_sending';

@@ -110,24 +110,32 @@ def test_emails_insert__other_campaigns_and_transactional_mail_are_left_alone(pl
     assert conn.execute("SELECT count(*) FROM plunk_sql.campaign_runs").fetchone()[0] == 0
 
 
-def test_emails_update__batched_settle_updates_counters_once_per_statement(plunk, conn):
+def test_emails_update__batched_settle_counts_on_the_claims_slot(plunk, conn):
+    # One claim, one counter slot: the 500 settles update that slot row (never
+    # the run row until it drains), "sentCount" moves in steps of 32, and the
+    # end-game (run row + campaigns row) runs once, when the slot drains.
     p, c, _ = _started(plunk, 500)
     emails = plunk.create_emails(c, p, [r[0] for r in plunk.claim(c, 500)])
     plunk.set_email_status(emails, "SENDING")
+    slots = conn.execute(
+        "SELECT count(DISTINCT slot), min(slot) FROM plunk_sql.recipients WHERE campaign_id = %s",
+        (c,),
+    ).fetchone()
+    assert slots[0] == 1 and slots[1] > 0, slots
     counters = (
         "SELECT pg_stat_get_xact_tuples_updated('plunk_sql.campaign_runs'::regclass),"
         " pg_stat_get_xact_tuples_updated('public.campaigns'::regclass),"
-        " pg_stat_get_xact_tuples_updated('plunk_sql.recipients'::regclass)"
+        " pg_stat_get_xact_tuples_updated('plunk_sql.recipients'::regclass),"
+        " pg_stat_get_xact_tuples_updated('plunk_sql.run_slots'::regclass)"
     )
     with conn.transaction():
         # xact counters may still hold earlier, unflushed statements: take a delta
         before = conn.execute(counters).fetchone()
         assert plunk.set_email_status(emails, "SENT") == 500
         after = conn.execute(counters).fetchone()
-    runs_updates, campaign_updates, recipient_updates = (
-        a - b for a, b in zip(after, before, strict=True)
-    )
-    assert (runs_updates, campaign_updates, recipient_updates) == (1, 1, 500)
+    runs, campaigns, recipients, slot_rows = (a - b for a, b in zip(after, before, strict=True))
+    # 15 steps of 32 (480), then the drain writes the recount (500) and SENT.
+    assert (runs, campaigns, recipients, slot_rows) == (1, 500 // 32 + 1, 500, 500 + 500 // 32)
     row = plunk.campaign_row(c)
     assert (row["status"], row["sentCount"], row["totalRecipients"]) == ("SENT", 500, 500)
     check_invariants(conn, c)
@@ -171,16 +179,22 @@ def test_emails_update__late_status_changes_count_once(plunk, conn):
 
 
 def test_emails_update__plunk_worker_style_one_update_per_email(plunk, conn):
-    p, c, _ = _started(plunk, 20)
-    emails = plunk.create_emails(c, p, [r[0] for r in plunk.claim(c, 20)])
+    # "sentCount" moves in steps of 32 per counter slot while the send runs (it
+    # trails the recount by at most 31 per slot) and is the recount at the end.
+    p, c, _ = _started(plunk, 70)
+    emails = plunk.create_emails(c, p, [r[0] for r in plunk.claim(c, 70)])
+    seen = []
     for i, email_id in enumerate(emails):
         conn.execute(
             "UPDATE public.emails SET status = 'SENT', \"sentAt\" = timezone('UTC', now()),"
             ' "messageId" = %s, "updatedAt" = timezone(\'UTC\', now()) WHERE id = %s AND "sentAt" IS NULL',
             (f"msg-{i}", email_id),
         )
-        assert plunk.campaign_row(c)["sentCount"] == i + 1
-        assert plunk.campaign_row(c)["status"] == ("SENT" if i == 19 else "SENDING")
+        row = plunk.campaign_row(c)
+        seen.append(row["sentCount"])
+        assert row["status"] == ("SENT" if i == 69 else "SENDING")
+        check_invariants(conn, c)
+    assert seen == [32 * ((i + 1) // 32) for i in range(69)] + [70]
 
 
 def test_emails_insert__already_final_rows_settle_at_once(plunk, conn):

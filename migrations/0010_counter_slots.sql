@@ -1,0 +1,43 @@
+-- plunk_sql 0010: a run's counters in slot rows (issue 14).
+-- depends: 0009_recipient_checks
+--
+-- Before: one counter row per run (campaign_runs.sent/failed/skipped), updated
+-- by every settling statement and held to its commit, so the settles of one
+-- campaign queued behind one row. Now a run's counters live in up to 33 rows
+-- of plunk_sql.run_slots: slot 0 (the pool) counts the recipients no claim
+-- has taken yet, slots 1..32 the recipients of the claims handed that slot.
+-- recipients.slot is the slot a recipient counts in; 0 until a claim first
+-- takes it, then fixed. The rules: sql/48_counters.sql.
+--
+-- The counts of existing runs are copied into their pool rows by
+-- sql/48_counters.sql, in the same transaction that replaces the triggers,
+-- so no settle can be counted twice or lost while upgrading. From then on
+-- campaign_runs.sent/failed/skipped are no longer written; they stay (with
+-- their last values) so that a version running during the upgrade never
+-- meets a missing column.
+--
+-- Safe to re-run: everything is created only when missing. Adding a column
+-- with a constant default rewrites nothing (a brief ACCESS EXCLUSIVE lock).
+
+ALTER TABLE plunk_sql.recipients ADD COLUMN IF NOT EXISTS slot smallint NOT NULL DEFAULT 0;
+
+CREATE TABLE IF NOT EXISTS plunk_sql.run_slots (
+    campaign_id text NOT NULL
+        REFERENCES plunk_sql.campaign_runs (campaign_id) ON DELETE CASCADE,
+    slot smallint NOT NULL CHECK (slot BETWEEN 0 AND 32),
+    open integer NOT NULL DEFAULT 0 CHECK (open >= 0),
+    sent integer NOT NULL DEFAULT 0 CHECK (sent >= 0),
+    failed integer NOT NULL DEFAULT 0 CHECK (failed >= 0),
+    skipped integer NOT NULL DEFAULT 0 CHECK (skipped >= 0),
+    -- Sent recipients not yet added to Plunk's campaigns."sentCount".
+    unsynced integer NOT NULL DEFAULT 0 CHECK (unsynced >= 0 AND unsynced <= sent),
+    -- When a recipient of this slot last settled or was claimed into it.
+    progressed_at timestamptz,
+    PRIMARY KEY (campaign_id, slot)
+)
+-- Small rows updated in place all the time: room on the page for HOT updates.
+WITH (fillfactor = 40);
+
+COMMENT ON TABLE plunk_sql.run_slots IS
+    'A run''s counters, sharded: slot 0 = recipients no claim took yet, 1..32 = claims. Sums = the run''s '
+    'counters (sql/48_counters.sql).';
