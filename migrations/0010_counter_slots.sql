@@ -3,9 +3,9 @@
 --
 -- Before: one counter row per run (campaign_runs.sent/failed/skipped), updated
 -- by every settling statement and held to its commit, so the settles of one
--- campaign queued behind one row. Now a run's counters live in up to 33 rows
--- of plunk_sql.run_slots: slot 0 (the pool) counts the recipients no claim
--- has taken yet, slots 1..32 the recipients of the claims handed that slot.
+-- campaign queued behind one row. Now a run's counters live in 33 rows of
+-- plunk_sql.run_slots: slot 0 (the pool) counts the recipients no claim has
+-- taken yet, slots 1..32 the recipients of the claims handed that slot.
 -- recipients.slot is the slot a recipient counts in; 0 until a claim first
 -- takes it, then fixed. The rules: sql/48_counters.sql.
 --
@@ -29,6 +29,10 @@ CREATE TABLE IF NOT EXISTS plunk_sql.run_slots (
     sent integer NOT NULL DEFAULT 0 CHECK (sent >= 0),
     failed integer NOT NULL DEFAULT 0 CHECK (failed >= 0),
     skipped integer NOT NULL DEFAULT 0 CHECK (skipped >= 0),
+    -- Recipients this slot's claims took from the pool (slot 0 still counts
+    -- them in its open: a claim never writes the pool row, so claims never
+    -- wait for each other). A run's open = sum(open - taken).
+    taken integer NOT NULL DEFAULT 0 CHECK (taken >= 0),
     -- Sent recipients not yet added to Plunk's campaigns."sentCount".
     unsynced integer NOT NULL DEFAULT 0 CHECK (unsynced >= 0 AND unsynced <= sent),
     -- When a recipient of this slot last settled or was claimed into it.

@@ -251,8 +251,8 @@ BEGIN
 
     IF v_outcome IS NOT NULL THEN
         -- Inserted already final (rare: imports, tests): settled at once.
-        PERFORM plunk_sql._count(NEW."campaignId", v_slot, -1, (v_outcome = 'sent')::integer,
-                                 (v_outcome = 'failed')::integer, 0, true);
+        PERFORM plunk_sql._count(NEW."campaignId", v_slot, -1, 0, (v_outcome = 'sent')::integer,
+                                 (v_outcome = 'failed')::integer, 0);
     END IF;
     RETURN NULL;
 END
@@ -267,8 +267,9 @@ COMMENT ON FUNCTION plunk_sql.emails_after_insert() IS
 -- its WHEN clause admits only a campaign email whose status moves from
 -- PENDING/SENDING to anything else, so later moves - DELIVERED, OPENED, a late
 -- BOUNCED - and every non-campaign email never enter it). One UPDATE by key of
--- the recipient, one of its counter slot; the end-game when that slot drains.
--- Locks: the recipient row, then its slot row (sql/48_counters.sql).
+-- the recipient, one of its counter slot; the end-game when that slot drains
+-- runs at commit (sql/48_counters.sql).
+-- Locks: the recipient row, then its slot row.
 CREATE OR REPLACE FUNCTION plunk_sql.emails_after_update()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -289,7 +290,15 @@ BEGIN
       AND r.email_id = NEW.id
     RETURNING r.slot INTO v_slot;
     IF FOUND THEN
-        PERFORM plunk_sql._count(NEW."campaignId", v_slot, -1, (NOT v_failed)::integer, v_failed::integer, 0, true);
+        -- plunk_sql._count inlined (the hot path: one function call less per email).
+        UPDATE plunk_sql.run_slots AS s
+        SET open = s.open - 1,
+            sent = s.sent + (NOT v_failed)::integer,
+            failed = s.failed + v_failed::integer,
+            unsynced = s.unsynced + (NOT v_failed)::integer,
+            progressed_at = pg_catalog.now()
+        WHERE s.campaign_id = NEW."campaignId"
+          AND s.slot = v_slot;
     END IF;
     RETURN NULL;
 END
@@ -321,7 +330,7 @@ BEGIN
       AND r.email_id = OLD.id
     RETURNING r.slot INTO v_slot;
     IF FOUND THEN
-        PERFORM plunk_sql._count(OLD."campaignId", v_slot, -1, 0, 0, 1, true);
+        PERFORM plunk_sql._count(OLD."campaignId", v_slot, -1, 0, 0, 0, 1);
     END IF;
     RETURN NULL;
 END

@@ -146,6 +146,11 @@ BEGIN
         RETURN NEXT;
     END LOOP;
 
+    -- The end-games of the slots step 3 drained run now rather than at commit
+    -- (deferred trigger, sql/48_counters.sql): step 4 then sees them finished.
+    SET CONSTRAINTS plunk_sql.run_slots_settled IMMEDIATE;
+    SET CONSTRAINTS plunk_sql.run_slots_settled DEFERRED;
+
     -- 4. Finalize backstop: SENDING toolkit campaigns with complete counters
     -- and no open recipient. The enum literal: SENDING exists in every Plunk
     -- version.
@@ -156,10 +161,8 @@ BEGIN
         WHERE c.status = 'SENDING'
           AND run.paused_at IS NULL
           AND run.kind = 'toolkit'
-          AND NOT EXISTS (
-              SELECT 1 FROM plunk_sql.run_slots AS s
-              WHERE s.campaign_id = run.campaign_id
-                AND s.open > 0)
+          AND (SELECT pg_catalog.sum(s.open - s.taken) FROM plunk_sql.run_slots AS s
+               WHERE s.campaign_id = run.campaign_id) = 0
           AND NOT EXISTS (
               SELECT 1 FROM plunk_sql.recipients AS x
               WHERE x.campaign_id = run.campaign_id
@@ -167,7 +170,7 @@ BEGIN
         ORDER BY run.campaign_id
         LIMIT v_batch
     LOOP
-        PERFORM plunk_sql._finish_if_settled(v_row.campaign_id, true);
+        PERFORM plunk_sql._finish_if_settled(v_row.campaign_id);
         SELECT c.status::text INTO v_status FROM public.campaigns AS c WHERE c.id = v_row.campaign_id;
         IF v_status = 'SENT' THEN
             action := 'finalized';

@@ -281,13 +281,22 @@ BEGIN
             WHERE e.id = ANY (v_unsent)
               AND e.status::text = 'PENDING';
 
-            -- Counted on their slots, never declared SENT (may_finish false);
-            -- finished_at when nothing is left open.
+            -- Counted on their slots; the end-game runs at commit, when the
+            -- campaign is no longer SENDING, so it is never declared SENT.
             PERFORM plunk_sql.count_settled(
                 p_campaign_id, v_slots,
                 pg_catalog.array_fill('skipped'::plunk_sql.recipient_state,
-                                      ARRAY[pg_catalog.cardinality(v_slots)]),
-                false);
+                                      ARRAY[pg_catalog.cardinality(v_slots)]));
+            -- "sentCount" exact from here on (the recount, below): with every slot
+            -- row held (locked in the global order), nothing is unsynced.
+            PERFORM 1 FROM plunk_sql.run_slots AS s
+            WHERE s.campaign_id = p_campaign_id
+            ORDER BY s.slot DESC
+            FOR UPDATE;
+            UPDATE plunk_sql.run_slots AS s
+            SET unsynced = 0
+            WHERE s.campaign_id = p_campaign_id
+              AND s.unsynced > 0;
             UPDATE plunk_sql.campaign_runs AS r
             SET paused_at = NULL
             WHERE r.campaign_id = p_campaign_id
@@ -329,7 +338,7 @@ BEGIN
     UPDATE public.campaigns AS c
     SET status = v_result::public."CampaignStatus",
         "totalRecipients" = CASE WHEN v_result = 'DRAFT' THEN 0 ELSE c."totalRecipients" END,
-        "sentCount" = CASE WHEN v_result = 'DRAFT' THEN 0 ELSE c."sentCount" END,
+        "sentCount" = CASE WHEN v_result = 'DRAFT' THEN 0 ELSE v_counts.sent END,
         "sentAt" = CASE WHEN v_result = 'DRAFT' THEN NULL ELSE c."sentAt" END,
         "updatedAt" = v_now
     WHERE c.id = p_campaign_id

@@ -191,8 +191,8 @@ BEGIN
     INTO v_n, v_slots, v_outcomes
     FROM settled AS x;
     IF v_n > 0 THEN
-        -- The campaign stopped sending: never SENT from here.
-        PERFORM plunk_sql.count_settled(p_campaign_id, v_slots, v_outcomes, false);
+        -- The campaign stopped sending: the end-game (at commit) keeps its status.
+        PERFORM plunk_sql.count_settled(p_campaign_id, v_slots, v_outcomes);
     END IF;
     RETURN v_n;
 END

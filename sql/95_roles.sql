@@ -173,6 +173,7 @@ DECLARE
         'plunk_sql.emails_after_update()',
         'plunk_sql.emails_after_delete()',
         'plunk_sql._campaign_runs_after_delete()',
+        'plunk_sql._run_slots_settled()',  -- deferred: fires at commit, as the session's role
         'plunk_sql._guard_campaign_started()',  -- guard mode
         'plunk_sql.set_guard_mode(text, interval)'
     ];

@@ -9,7 +9,8 @@
 --   recipient_rows_duplicated       one snapshot row per contact
 --   duplicate_emails                at most one emails row per recipient
 --   counters_differ_from_recount    the run's counters (sums of its slots, and each slot's
---                                   open) equal a recount of the snapshot rows; no slot holds
+--                                   open: the pool's minus what claims took) equal a recount
+--                                   of the snapshot rows; no slot holds
 --                                   more than 31 unsynced; "sentCount" = sent - unsynced while
 --                                   something is open, = sent once nothing is (toolkit runs)
 --   settled_but_sending             a campaign whose every recipient settled is not SENDING
@@ -35,6 +36,7 @@ DECLARE
     v_failed bigint;
     v_skipped bigint;
     v_n record;
+    v_n_taken bigint;
 BEGIN
     SELECT * INTO v_run FROM plunk_sql.campaign_runs AS r WHERE r.campaign_id = p_campaign_id;
     SELECT pg_catalog.count(*),
@@ -53,6 +55,7 @@ BEGIN
     RETURN NEXT;
 
     SELECT * INTO v_n FROM plunk_sql.run_counts(p_campaign_id);
+    SELECT pg_catalog.sum(s.taken) INTO v_n_taken FROM plunk_sql.run_slots AS s WHERE s.campaign_id = p_campaign_id;
 
     invariant := 'states_differ_from_total';
     violations := (v_run.campaign_id IS NOT NULL
@@ -87,7 +90,8 @@ BEGIN
                                          AND r.state IN ('pending', 'claimed', 'in_flight')
                                        GROUP BY r.slot) AS o ON o.slot = s.slot
                             WHERE s.campaign_id = p_campaign_id
-                              AND (s.open <> coalesce(o.n, 0) OR (v_run.kind = 'toolkit' AND s.unsynced > 31)))
+                              AND (s.open - CASE WHEN s.slot = 0 THEN v_n_taken ELSE 0 END <> coalesce(o.n, 0)
+                                   OR (v_run.kind = 'toolkit' AND v_n.open > 0 AND s.unsynced > 31)))
                         -- "sentCount": sent - unsynced while open, sent once settled (guard: Plunk's)
                         OR (v_run.kind = 'toolkit'
                             AND v_campaign.status::text NOT IN ('DRAFT', 'SCHEDULED')

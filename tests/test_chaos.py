@@ -47,7 +47,8 @@ def test_chaos__verify_detects_violations(db_url, conn, plunk):
     )
     # Counters tampered with.
     conn.execute(
-        "UPDATE plunk_sql.campaign_runs SET failed = 1 WHERE campaign_id = %s", (campaign,)
+        "UPDATE plunk_sql.run_slots SET failed = failed + 1 WHERE campaign_id = %s AND slot = 0",
+        (campaign,),
     )
     report = chaos.verify(conn, campaign, chaos.Report(recipients=4, workers=0))
     v = report.violations

@@ -27,7 +27,10 @@ OPERATOR_ONLY = [
 ]
 INTERNAL = [
     "plunk_sql.require_campaign(text)",
-    "plunk_sql.apply_settlement(text, integer, integer, integer)",
+    "plunk_sql._count(text, smallint, integer, integer, integer, integer, integer)",
+    "plunk_sql.count_moves(text, smallint[], smallint[], plunk_sql.recipient_state[])",
+    "plunk_sql.count_settled(text, smallint[], plunk_sql.recipient_state[])",
+    "plunk_sql._finish_if_settled(text)",
     "plunk_sql.notify_finished(text)",
     "plunk_sql.audience_predicate(public.campaigns)",
     "plunk_sql.compile_condition(jsonb, text, integer, text[])",
@@ -56,6 +59,10 @@ def call_sql(signature: str) -> str:
         "interval": "'1 minute'::interval",
         "jsonb": "'{}'::jsonb",
         "text[]": "'{}'::text[]",
+        "smallint": "1::smallint",
+        "smallint[]": "'{}'::smallint[]",
+        "plunk_sql.recipient_state[]": "'{}'::plunk_sql.recipient_state[]",
+        "boolean": "true",
         "public.campaigns": "NULL::public.campaigns",
     }
     return f"SELECT {name}({', '.join(values[a.strip()] for a in args.split(','))})"
@@ -246,7 +253,7 @@ def test_privileges__operator_starts_and_reads_progress_but_cannot_read_contacts
             "SELECT * FROM public.contacts",
             "SELECT * FROM plunk_sql.recipients",
             "SELECT * FROM plunk_sql.claim_batch('x', 1, '1 minute')",
-            "SELECT plunk_sql.apply_settlement('x', 1, 0, 0)",
+            "SELECT plunk_sql.count_settled('x', '{1}', '{sent}')",
         ):
             with pytest.raises(psycopg.Error) as err:
                 op.execute(query)
@@ -337,6 +344,8 @@ def test_privileges__security_definer_only_for_entry_points_and_triggers(conn):
         "plunk_sql.emails_after_update()",
         "plunk_sql.emails_after_delete()",
         "plunk_sql._campaign_runs_after_delete()",
+        # Deferred: fires at commit, as whatever role the session has then.
+        "plunk_sql._run_slots_settled()",
         # Issue 13: triggers on Plunk's tables, run by Plunk's own role.
         "plunk_sql.emails_refuse_move()",
         "plunk_sql._campaigns_status_changed()",

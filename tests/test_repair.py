@@ -141,7 +141,8 @@ def test_repair__stuck_view_lists_toolkit_campaigns_without_progress(conn, plunk
     assert rows[campaign]["open_recipients"] == 2
     assert rows[overdue]["reason"] == "scheduled start overdue"
     progressed = conn.execute(
-        "SELECT progressed_at > started_at FROM plunk_sql.campaign_runs WHERE campaign_id = %s",
+        "SELECT n.progressed_at > r.started_at FROM plunk_sql.campaign_runs AS r,"
+        " plunk_sql.run_counts(r.campaign_id) AS n WHERE r.campaign_id = %s",
         (campaign,),
     ).fetchone()
     assert progressed == (True,)
