@@ -20,7 +20,7 @@
 -- none when open - sum(taken) = 0. A settle only updates its slot row. When
 -- that drains the slot, a deferred constraint trigger on run_slots runs the
 -- end-game as the transaction commits, after every row lock the transaction
--- takes: it locks the campaigns row FOR UPDATE (the end-game's one lock) and
+-- takes: it locks the campaigns row FOR NO KEY UPDATE (the end-game's one lock) and
 -- then, in a new statement (a new snapshot), sums the open of all 33 slots.
 -- The last transaction to take that lock sees every other one committed, so
 -- the one that settles the last recipient sees 0 and sets SENT, at its own
@@ -108,8 +108,8 @@ COMMENT ON FUNCTION plunk_sql.run_counts(text) IS
 -- its NOTIFY (a cancelled campaign keeps its status). Guard runs: finished_at
 -- only (Plunk owns its campaigns row during a guarded send). Returns whether
 -- nothing is open.
---   No errors of its own. Locks: the campaigns row FOR UPDATE (guard runs: the
---   campaign_runs row), then the campaign_runs row when nothing is open.
+--   No errors of its own. Locks: the campaigns row FOR NO KEY UPDATE (guard
+--   runs: the campaign_runs row), then the campaign_runs row when nothing is open.
 CREATE OR REPLACE FUNCTION plunk_sql._finish_if_settled(p_campaign_id text)
 RETURNS boolean
 LANGUAGE plpgsql
@@ -125,10 +125,14 @@ BEGIN
     IF NOT FOUND THEN
         RETURN false;
     END IF;
+    -- NO KEY UPDATE, not UPDATE: an emails INSERT holds KEY SHARE on its
+    -- campaign (the foreign key's check) while it links recipients; FOR UPDATE
+    -- would wait for it while holding what it waits for.
     IF v_kind = 'toolkit' THEN
-        SELECT c.status::text INTO v_status FROM public.campaigns AS c WHERE c.id = p_campaign_id FOR UPDATE;
+        SELECT c.status::text INTO v_status FROM public.campaigns AS c WHERE c.id = p_campaign_id
+        FOR NO KEY UPDATE;
     ELSE
-        PERFORM 1 FROM plunk_sql.campaign_runs AS r WHERE r.campaign_id = p_campaign_id FOR UPDATE;
+        PERFORM 1 FROM plunk_sql.campaign_runs AS r WHERE r.campaign_id = p_campaign_id FOR NO KEY UPDATE;
     END IF;
     -- A new statement, so a new snapshot: every earlier holder of the lock has committed.
     SELECT pg_catalog.sum(s.open - s.taken), pg_catalog.sum(s.sent) INTO v_open, v_sent

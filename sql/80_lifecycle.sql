@@ -150,8 +150,8 @@ COMMENT ON FUNCTION plunk_sql.resume_campaign(text) IS
 -- start won the race, that lock is released by rolling back its
 -- subtransaction before the SENDING path). SENDING: the open recipient rows
 -- (steps 1-2, under a 100ms lock_timeout, retried: see below), the PENDING
--- emails rows (SKIP LOCKED), then the counter slots and the campaign_runs
--- row, then the campaigns row last: the same order as every worker, and no wait while holding rows a
+-- emails rows (SKIP LOCKED), then the counter slots, then the campaigns row,
+-- then the campaign_runs row: the same order as every worker, and no wait while holding rows a
 -- worker waits for, so cancelling under load cannot deadlock.
 CREATE OR REPLACE FUNCTION plunk_sql.cancel_campaign(p_campaign_id text)
 RETURNS text
@@ -297,10 +297,9 @@ BEGIN
             SET unsynced = 0
             WHERE s.campaign_id = p_campaign_id
               AND s.unsynced > 0;
-            UPDATE plunk_sql.campaign_runs AS r
-            SET paused_at = NULL
-            WHERE r.campaign_id = p_campaign_id
-            RETURNING * INTO v_run;
+            -- Not locked here: the campaigns row comes before the run row
+            -- (the end-game's order), and paused_at is cleared after it.
+            SELECT * INTO v_run FROM plunk_sql.campaign_runs AS r WHERE r.campaign_id = p_campaign_id;
             SELECT * INTO v_counts FROM plunk_sql.run_counts(p_campaign_id);
 
             PERFORM pg_catalog.set_config('lock_timeout', v_lock_timeout, true);
@@ -350,6 +349,11 @@ BEGIN
             MESSAGE = pg_catalog.format('campaign %s finished while it was being cancelled: nothing changed',
                                         p_campaign_id);
     END IF;
+
+    UPDATE plunk_sql.campaign_runs AS r
+    SET paused_at = NULL
+    WHERE r.campaign_id = p_campaign_id
+      AND r.paused_at IS NOT NULL;
 
     PERFORM pg_catalog.pg_notify('plunk_sql_campaign_finished', v_payload);
     RETURN v_result;
