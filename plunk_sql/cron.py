@@ -2,13 +2,22 @@
 
 pg_cron lives in one database per cluster (`cron.database_name`, often
 `postgres`, not Plunk's). `schedule_sweep(url)` (run at the end of every
-`plunk-sql migrate`) makes two jobs there, idempotently (pg_cron upserts jobs
-by name and user):
+`plunk-sql migrate`) makes three jobs there, idempotently (pg_cron upserts jobs
+by name and user, so the jobs of an older version are updated in place and the
+starts job is added next to them):
 
 - `plunk_sql_sweep:<plunk db>` runs `SELECT * FROM plunk_sql.sweep()` in the
   Plunk database on the `sweep_schedule` setting (`cron.schedule` when pg_cron
   is in the Plunk database itself, else `cron.schedule_in_database` from the
   cron database);
+- `plunk_sql_starts:<plunk db>` starts the due scheduled campaigns on the same
+  schedule, one per statement: `SET statement_timeout = <start_timeout>;`
+  then `SELECT * FROM plunk_sql.start_next_scheduled(); COMMIT;` repeated
+  `starts_per_run` times. pg_cron (libpq mode, its default) sends the command as
+  one simple query, and PostgreSQL >= 13 arms statement_timeout for each
+  statement of such a string, so each start has its own budget and its own
+  transaction; a start over budget records its 57014 and returns, and the next
+  statement starts the next campaign;
 - `plunk_sql_prune_job_run_details` deletes `cron.job_run_details` rows older
   than the `job_run_details_retention` setting, on `prune_schedule`.
 
@@ -34,6 +43,7 @@ from plunk_sql.connection import connect
 from plunk_sql.queries import query
 
 SWEEP_COMMAND = "SELECT * FROM plunk_sql.sweep()"
+START_STATEMENT = "SELECT * FROM plunk_sql.start_next_scheduled(); COMMIT;"
 PRUNE_JOB = "plunk_sql_prune_job_run_details"
 LOOP_APPLICATION_NAME = "plunk-sql sweep --every"
 ENV_SWITCH = "PLUNK_SQL_SCHEDULE_SWEEP"
@@ -42,6 +52,16 @@ ENV_SWITCH = "PLUNK_SQL_SCHEDULE_SWEEP"
 def sweep_job_name(dbname: str) -> str:
     """One sweep job per Plunk database: several can share a cluster's cron database."""
     return f"plunk_sql_sweep:{dbname}"
+
+
+def starts_job_name(dbname: str) -> str:
+    """The job that starts this database's due scheduled campaigns."""
+    return f"plunk_sql_starts:{dbname}"
+
+
+def starts_command(timeout_ms: int, per_run: int) -> str:
+    """The starts job's command: each start its own statement, budget and transaction."""
+    return " ".join([f"SET statement_timeout = {int(timeout_ms)};", *[START_STATEMENT] * per_run])
 
 
 def enabled_by_env() -> bool:
@@ -83,28 +103,36 @@ def _other_db(conn: psycopg.Connection, dbname: str) -> psycopg.Connection:
     return connect(info, autocommit=True, connect_timeout=10)
 
 
-def _statements(conn: psycopg.Connection, cron_db: str) -> tuple[str, list[str]]:
-    """(sweep job name, the SQL statements to run in the cron database)."""
+def _statements(conn: psycopg.Connection, cron_db: str) -> tuple[list[str], list[str]]:
+    """(job names, the SQL statements to run in the cron database)."""
     with conn.cursor(row_factory=dict_row) as cur:
         cfg = cur.execute(query("cron_settings")).fetchone()
     assert cfg is not None
     dbname = cfg["dbname"]
-    job = sweep_job_name(dbname)
-    if cron_db == dbname:
-        sweep = sql.SQL("SELECT cron.schedule({}, {}, {})").format(
-            sql.Literal(job), sql.Literal(cfg["sweep_schedule"]), sql.Literal(SWEEP_COMMAND)
-        )
-    else:
-        # Run by an administrator in the cron database, a job would belong to them;
-        # `username =>` makes it the toolkit owner's (who may call plunk_sql.sweep() and,
-        # under pg_cron's row-level security, is the one who sees the job).
-        sweep = sql.SQL("SELECT cron.schedule_in_database({}, {}, {}, {}, username => {})").format(
-            sql.Literal(job),
-            sql.Literal(cfg["sweep_schedule"]),
-            sql.Literal(SWEEP_COMMAND),
-            sql.Literal(dbname),
-            sql.Literal(cfg["owner"]),
-        )
+    commands = {
+        sweep_job_name(dbname): SWEEP_COMMAND,
+        starts_job_name(dbname): starts_command(cfg["start_timeout_ms"], cfg["starts_per_run"]),
+    }
+    statements = []
+    for job, command in commands.items():
+        if cron_db == dbname:
+            statement = sql.SQL("SELECT cron.schedule({}, {}, {})").format(
+                sql.Literal(job), sql.Literal(cfg["sweep_schedule"]), sql.Literal(command)
+            )
+        else:
+            # Run by an administrator in the cron database, a job would belong to them;
+            # `username =>` makes it the toolkit owner's (who may call the toolkit's
+            # functions and, under pg_cron's row-level security, is the one who sees the job).
+            statement = sql.SQL(
+                "SELECT cron.schedule_in_database({}, {}, {}, {}, username => {})"
+            ).format(
+                sql.Literal(job),
+                sql.Literal(cfg["sweep_schedule"]),
+                sql.Literal(command),
+                sql.Literal(dbname),
+                sql.Literal(cfg["owner"]),
+            )
+        statements.append(statement.as_string(conn))
     prune_command = sql.SQL(
         "DELETE FROM cron.job_run_details WHERE end_time < now() - {}::interval"
     ).format(sql.Literal(cfg["retention"]))
@@ -113,7 +141,7 @@ def _statements(conn: psycopg.Connection, cron_db: str) -> tuple[str, list[str]]
         sql.Literal(cfg["prune_schedule"]),
         sql.Literal(prune_command.as_string(conn)),
     )
-    return job, [sweep.as_string(conn), prune.as_string(conn)]
+    return [*commands, PRUNE_JOB], [*statements, prune.as_string(conn)]
 
 
 def _double_quoted(text: str) -> str:
@@ -139,7 +167,7 @@ def schedule_sweep(database_url: str) -> ScheduleResult:
                     "`plunk-sql sweep --every 30s` (a service next to Plunk's API)"
                 ),
             )
-        job, statements = _statements(conn, cron_db)
+        jobs, statements = _statements(conn, cron_db)
         setup = ["CREATE EXTENSION IF NOT EXISTS pg_cron", *statements]
         try:
             cron_conn = conn if cron_db == conn.info.dbname else _other_db(conn, cron_db)
@@ -171,32 +199,37 @@ def schedule_sweep(database_url: str) -> ScheduleResult:
                 cron_conn.close()
     return ScheduleResult(
         mode="pg_cron",
-        message=f"pg_cron: jobs {job!r} and {PRUNE_JOB!r} scheduled in database {cron_db!r}",
-        jobs=[job, PRUNE_JOB],
+        message=f"pg_cron: jobs {', '.join(map(repr, jobs))} scheduled in database {cron_db!r}",
+        jobs=jobs,
     )
 
 
 def unschedule_sweep(database_url: str) -> bool:
-    """Remove this database's sweep job (the shared prune job stays). True when one was removed."""
+    """Remove this database's sweep and starts jobs (the shared prune job stays).
+    True when one was removed."""
+    removed = False
     with connect(database_url, autocommit=True) as conn:
         cron_db, _known = _cron_database(conn)
         if cron_db is None:
             return False
-        job = sweep_job_name(conn.info.dbname)
-        cron_conn = conn if cron_db == conn.info.dbname else _other_db(conn, cron_db)
+        dbname = conn.info.dbname
+        cron_conn = conn if cron_db == dbname else _other_db(conn, cron_db)
         try:
-            row = cron_conn.execute(query("cron_unschedule"), {"jobname": job}).fetchone()
+            for job in (sweep_job_name(dbname), starts_job_name(dbname)):
+                row = cron_conn.execute(query("cron_unschedule"), {"jobname": job}).fetchone()
+                removed = removed or bool(row and row[0])
         finally:
             if cron_conn is not conn:
                 cron_conn.close()
-    return bool(row and row[0])
+    return removed
 
 
 def cron_status(conn: psycopg.Connection) -> dict[str, Any]:
     """What runs the sweep for this database, for `plunk-sql doctor`.
 
     Keys: pg_cron_loaded, cron_database, extension_version, job (jobid, jobname,
-    schedule, command, database, active), prune_job, last_run (status,
+    schedule, command, database, active), starts_job (the same, for the job that
+    starts scheduled campaigns), prune_job, last_run and starts_last_run (status,
     start_time, end_time, return_message), loop_sessions (connections running
     `plunk-sql sweep --every` on this database), last_sweep_at, last_sweep_actions
     (plunk_sql.sweep_state), recent_sweep (the last sweep ran within the stuck_after
@@ -212,8 +245,10 @@ def cron_status(conn: psycopg.Connection) -> dict[str, Any]:
         "cron_database": None,
         "extension_version": None,
         "job": None,
+        "starts_job": None,
         "prune_job": None,
         "last_run": None,
+        "starts_last_run": None,
         "loop_sessions": 0,
         "last_sweep_at": None,
         "last_sweep_actions": None,
@@ -247,10 +282,14 @@ def cron_status(conn: psycopg.Connection) -> dict[str, Any]:
                         status["prune_job"] = cur.execute(
                             query("cron_job"), {"jobname": PRUNE_JOB}
                         ).fetchone()
-                        if status["job"]:
-                            status["last_run"] = cur.execute(
-                                query("cron_last_run"), {"jobid": status["job"]["jobid"]}
-                            ).fetchone()
+                        status["starts_job"] = cur.execute(
+                            query("cron_job"), {"jobname": starts_job_name(conn.info.dbname)}
+                        ).fetchone()
+                        for key, run in (("job", "last_run"), ("starts_job", "starts_last_run")):
+                            if status[key]:
+                                status[run] = cur.execute(
+                                    query("cron_last_run"), {"jobid": status[key]["jobid"]}
+                                ).fetchone()
             finally:
                 if cron_conn is not conn:
                     cron_conn.close()

@@ -33,6 +33,18 @@ ORDER BY state, reason NULLS FIRST;
 -- name: sweep
 SELECT action, campaign_id, affected FROM plunk_sql.sweep();
 
+-- name: start_next_scheduled
+SELECT action, campaign_id, affected FROM plunk_sql.start_next_scheduled();
+
+-- name: start_settings
+SELECT (SELECT LEAST(ceil(extract(epoch FROM plunk_sql.setting('start_timeout')::interval) * 1000),
+                     2147483647)::integer) AS start_timeout_ms,
+       plunk_sql.setting('starts_per_run')::integer AS starts_per_run;
+
+-- name: set_start_timeout
+-- Only for the transaction of the next start (PgBouncer-safe: SET LOCAL).
+SELECT set_config('statement_timeout', %(ms)s::text, true);
+
 -- name: pause_campaign
 SELECT plunk_sql.pause_campaign(%(campaign_id)s);
 
@@ -137,7 +149,10 @@ SELECT current_database() AS dbname,
         WHERE n.nspname = 'plunk_sql') AS owner,
        plunk_sql.setting('sweep_schedule') AS sweep_schedule,
        plunk_sql.setting('prune_schedule') AS prune_schedule,
-       plunk_sql.setting('job_run_details_retention') AS retention;
+       plunk_sql.setting('job_run_details_retention') AS retention,
+       (SELECT LEAST(ceil(extract(epoch FROM plunk_sql.setting('start_timeout')::interval) * 1000),
+                     2147483647)::integer) AS start_timeout_ms,
+       plunk_sql.setting('starts_per_run')::integer AS starts_per_run;
 
 -- name: cron_available
 SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name = 'pg_cron';

@@ -145,9 +145,10 @@ COMMENT ON FUNCTION plunk_sql.condition_cutoff_ms(jsonb, boolean) IS
 
 -- plunk_sql.condition_date_ms(filter): new Date(value).getTime() for a
 -- comparison with a timestamp column.
---   22023 an Invalid Date (Prisma refuses it), a date before year 1
---         (PostgreSQL refuses it), or a string JavaScript's legacy parser
---         might read but the toolkit does not (docs/audience.md).
+-- Strings are read as V8 reads them (ISO 8601 and its legacy forms such as
+-- "April 1, 2025" or "Tue Apr 01 2025 10:00:00 GMT+0200": js_date_ms).
+--   22023 an Invalid Date (Prisma refuses it) or a date before year 1
+--         (PostgreSQL refuses it).
 CREATE OR REPLACE FUNCTION plunk_sql.condition_date_ms(p_filter jsonb)
 RETURNS numeric
 LANGUAGE plpgsql
@@ -157,10 +158,7 @@ AS $$
 DECLARE
     v_ms numeric := plunk_sql.js_date_value(p_filter -> 'value');
 BEGIN
-    IF v_ms = 'NaN'::numeric THEN
-        PERFORM plunk_sql.condition_error(
-            p_filter, 'value is not a date format the toolkit reads (use ISO 8601 or epoch milliseconds)');
-    ELSIF v_ms IS NULL THEN
+    IF v_ms IS NULL THEN
         PERFORM plunk_sql.condition_error(p_filter, 'value is an invalid date (Plunk''s where-builder fails)');
     ELSIF v_ms < -62135596800000 THEN
         PERFORM plunk_sql.condition_error(
@@ -196,7 +194,7 @@ BEGIN
         RETURN;
     END IF;
     v_ms := plunk_sql.js_date_ms(v_text);
-    IF v_ms IS NULL OR v_ms = 'NaN'::numeric THEN
+    IF v_ms IS NULL THEN
         RETURN;
     END IF;
     start_text := pg_catalog.left(v_text, 10) || 'T00:00:00.000Z';

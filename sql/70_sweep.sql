@@ -3,15 +3,8 @@
 
 -- plunk_sql.sweep(): one pass over the work that is due, returned as rows
 -- (action, campaign_id, affected), in this order:
---   'scheduled_started'  SCHEDULED campaigns with "scheduledFor" <= utc_now()
---                        are started (snapshot now) by start_campaign;
---                        affected = snapshot size.
---   'start_failed'       such a start raised (e.g. 22023 invalid audience):
---                        the campaign stays SCHEDULED, the error is logged as a
---                        WARNING and kept in plunk_sql.start_attempts; it is
---                        retried with a backoff, after the due campaigns that
---                        never failed; affected = 0. Starts stop for this pass
---                        once sweep_start_budget() has passed.
+--   (scheduled starts are not the sweep's: plunk_sql.start_next_scheduled(),
+--   sql/72_scheduled_starts.sql, each its own statement and time budget)
 --   'lease_expired'      claimed recipients whose lease passed (no email was
 --                        made) go back to pending; affected = recipients.
 --   'email_abandoned'    emails of toolkit campaigns still PENDING/SENDING
@@ -35,13 +28,10 @@
 -- Concurrency: one pg_try_advisory_xact_lock; a second sweep while one runs
 -- returns no rows at once (it skips, it never waits and never acts twice).
 -- Locks, each action in the global order (recipients -> counter slots ->
--- campaign_runs -> campaigns): scheduled starts: the SCHEDULED campaigns rows FOR UPDATE SKIP
--- LOCKED, then start_campaign's inserts (no worker can see those campaigns
--- before the sweep commits); lease rows FOR UPDATE SKIP LOCKED; abandoned
+-- campaigns -> campaign_runs): lease rows FOR UPDATE SKIP LOCKED; abandoned
 -- emails FOR UPDATE SKIP LOCKED, then (trigger) their recipients and counter
--- slots; finalize: campaign_runs then campaigns rows of campaigns with
--- nothing open. The starts come first so that rows workers
--- share (counter rows of active campaigns) are held only for the short tail.
+-- slots, then the end-games of drained slots (campaigns, campaign_runs rows);
+-- finalize: campaigns then campaign_runs rows of campaigns with nothing open.
 -- Errors: P0002 / 22P02 when a setting is missing or unreadable.
 CREATE OR REPLACE FUNCTION plunk_sql.sweep()
 RETURNS TABLE (action text, campaign_id text, affected integer)
@@ -63,13 +53,6 @@ BEGIN
     -- 0. What Plunk's own cancel left open: cancel_settled, run_retired
     -- (sql/82_plunk_writes.sql).
     RETURN QUERY SELECT * FROM plunk_sql.sweep_plunk_writes(v_batch);
-    GET DIAGNOSTICS v_count = ROW_COUNT;
-    v_total := v_total + v_count;
-
-    -- 1. Due schedules first: a big snapshot can take a while, and only the
-    -- SCHEDULED campaigns' rows are held meanwhile (no worker can touch them).
-    -- Fair and bounded: sql/72_scheduled_starts.sql.
-    RETURN QUERY SELECT * FROM plunk_sql.sweep_scheduled_starts(v_now, v_batch);
     GET DIAGNOSTICS v_count = ROW_COUNT;
     v_total := v_total + v_count;
 
@@ -194,6 +177,6 @@ END
 $$;
 
 COMMENT ON FUNCTION plunk_sql.sweep() IS
-    'One bounded pass: cancel_settled, run_retired, scheduled_started (start_failed), lease_expired, '
+    'One bounded pass: cancel_settled, run_retired, lease_expired, '
     'email_abandoned, finalized and guard mode''s rows. '
     'Skips (no rows) while another sweep runs. Leaves paused campaigns alone except for expired leases.';

@@ -36,7 +36,7 @@ COMMENT ON FUNCTION plunk_sql.setting(text) IS
 
 -- Trigger: settings are validated on write, so a typo never reaches the sweep.
 -- Interval keys must be positive intervals, sweep_batch_size an integer in
--- 1..100000, schedules non-empty (pg_cron validates their syntax when
+-- 1..100000, starts_per_run in 1..100, schedules non-empty (pg_cron validates their syntax when
 -- migrate schedules them). Unknown keys are accepted (later versions add keys
 -- in migrations that run before this function is replaced).
 --   22023 invalid value.
@@ -49,8 +49,10 @@ AS $$
 DECLARE
     v_interval interval;
     v_integer integer;
+    v_max integer;
 BEGIN
-    IF NEW.key IN ('abandon_timeout', 'stuck_after', 'job_run_details_retention', 'guard_quiet_period') THEN
+    IF NEW.key IN ('abandon_timeout', 'stuck_after', 'job_run_details_retention', 'guard_quiet_period',
+                   'start_timeout') THEN
         BEGIN
             v_interval := NEW.value::interval;
         EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
@@ -62,18 +64,20 @@ BEGIN
                 SCHEMA = 'plunk_sql', TABLE = 'settings', COLUMN = 'value',
                 MESSAGE = pg_catalog.format('setting %s must be a positive interval, got %L', NEW.key, NEW.value);
         END IF;
-    ELSIF NEW.key = 'sweep_batch_size' THEN
+    ELSIF NEW.key IN ('sweep_batch_size', 'starts_per_run') THEN
         BEGIN
             v_integer := NEW.value::integer;
         EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
             v_integer := NULL;
         END;
-        IF v_integer IS NULL OR v_integer NOT BETWEEN 1 AND 100000 THEN
+        -- starts_per_run repeats a statement in the pg_cron command: kept short.
+        v_max := CASE NEW.key WHEN 'starts_per_run' THEN 100 ELSE 100000 END;
+        IF v_integer IS NULL OR v_integer NOT BETWEEN 1 AND v_max THEN
             RAISE EXCEPTION USING
                 ERRCODE = 'invalid_parameter_value',
                 SCHEMA = 'plunk_sql', TABLE = 'settings', COLUMN = 'value',
-                MESSAGE = pg_catalog.format('setting %s must be an integer between 1 and 100000, got %L',
-                                            NEW.key, NEW.value);
+                MESSAGE = pg_catalog.format('setting %s must be an integer between 1 and %s, got %L',
+                                            NEW.key, v_max, NEW.value);
         END IF;
     ELSIF NEW.key = 'guard_mode' AND NEW.value NOT IN ('on', 'off') THEN  -- guard mode (issue 15)
         RAISE EXCEPTION USING

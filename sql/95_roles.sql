@@ -26,7 +26,7 @@
 --                         Nothing else: it cannot read contacts, campaigns, the
 --                         snapshot or the progress views, and cannot start,
 --                         pause, cancel, repair or sweep.
---     plunk_sql_operator  start/preview, sweep, pause/resume, cancel, repair,
+--     plunk_sql_operator  start/preview, sweep and scheduled starts, pause/resume, cancel, repair,
 --                         campaign_progress_of, privilege_gaps;
 --                         SELECT on the progress views, stuck_campaigns, the
 --                         settings and sweep_state tables (when installed) and
@@ -164,6 +164,7 @@ DECLARE
         'plunk_sql.campaign_message(text)',
         'plunk_sql.campaign_progress_of(text)',
         'plunk_sql.sweep()',
+        'plunk_sql.start_next_scheduled()',
         'plunk_sql.pause_campaign(text)',
         'plunk_sql.resume_campaign(text)',
         'plunk_sql.cancel_campaign(text)',
@@ -189,6 +190,7 @@ DECLARE
         'plunk_sql.preview_audience(text)',
         'plunk_sql.audience_warnings(jsonb, text)',
         'plunk_sql.sweep()',
+        'plunk_sql.start_next_scheduled()',
         'plunk_sql.pause_campaign(text)',
         'plunk_sql.resume_campaign(text)',
         'plunk_sql.cancel_campaign(text)',

@@ -131,6 +131,12 @@ def render_error_catalogue() -> str:
         "`42501` (insufficient_privilege), which PostgreSQL raises when a role lacks a grant",
         "([Roles and privileges](../roles.md)).",
         "",
+        "Scheduled starts raise nothing: `plunk_sql.start_next_scheduled()` reports a failed",
+        "start as a `start_failed` row and records its SQLSTATE in",
+        "`plunk_sql.start_attempts.last_sqlstate`: usually `22023` (the audience), or `57014`",
+        "when the start ran over its budget (`statement_timeout` = the `start_timeout` setting)",
+        "and was cancelled ([Scheduled starts](../operating.md#scheduled-starts)).",
+        "",
     ]
     return "\n".join(lines)
 

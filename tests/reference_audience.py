@@ -9,8 +9,8 @@ A contact is in the audience when the predicate is True. JavaScript's coercions 
 x * 24, new Date(x), toISOString) are reimplemented with Python floats (IEEE doubles, as in
 JavaScript). `InvalidCondition` is raised exactly when the toolkit must raise SQLSTATE 22023:
 Plunk's validator refuses the condition, its where-builder (or Prisma, or PostgreSQL) fails on
-it, the condition is over the toolkit's cost limits, a segment belongs to another project, or
-a date string is in a format the toolkit does not read.
+it, the condition is over the toolkit's cost limits, or a segment belongs to another project.
+Date strings are parsed as V8 parses them (tests/js_date.py, checked against Node).
 
 Strings compare by code point (the test clusters use the C locale); case folding for `email`
 is the server's (ILIKE lowers with the database collation): tests set FOLD from the server.
@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
+
+from tests.js_date import parse as js_date_parse
 
 MAX_DEPTH = 8
 MAX_FILTERS = 200
@@ -302,48 +304,12 @@ def civil_from_days(z: int) -> tuple[int, int, int]:
     return yoe + era * 400 + (m <= 2), m, d
 
 
-_ISO_DATE = re.compile(
-    r"([+-][0-9]{6}|[0-9]{4})(?:-([0-9]{2})(?:-([0-9]{2}))?)?"
-    r"(?:T([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]+))?)?(Z|[+-][0-9]{2}:?[0-9]{2})?)?"
-)
-_SPACE_DATE = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2}) ([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]+))?)?"
-)
 DATE_LIKE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(T|$)")
 
 
-class Unsupported(Exception):
-    """A date string JavaScript's legacy parser may read; the toolkit refuses it."""
-
-
 def js_parse_date(s: str) -> int | None:
-    """new Date(s).getTime() for the formats the toolkit reads (None: Invalid Date)."""
-    m = _ISO_DATE.fullmatch(s) or _SPACE_DATE.fullmatch(s)
-    if m is None:
-        if DATE_LIKE.match(s) or not re.search("[0-9]", s):
-            return None
-        raise Unsupported(s)
-    g = list(m.groups()) + [None] * (8 - len(m.groups()))
-    if g[0] == "-000000":
-        raise Unsupported(s)
-    y = int(g[0])
-    mo, d = int(g[1] or 1), int(g[2] or 1)
-    h, mi, sec = int(g[3] or 0), int(g[4] or 0), int(g[5] or 0)
-    ms = int((g[6] or "0")[:3].ljust(3, "0"))
-    if not (1 <= mo <= 12 and 1 <= d <= 31 and h <= 24 and mi <= 59 and sec <= 59):
-        return None
-    if h == 24 and (mi or sec or ms):
-        return None
-    off = 0
-    if g[7] and g[7] != "Z":
-        digits = g[7][1:].replace(":", "")
-        oh, om = int(digits[:2]), int(digits[2:])
-        if oh > 23 or om > 59:
-            return None
-        off = (oh * 60 + om) * (-1 if g[7][0] == "-" else 1)
-    t = days_from_civil(y, mo, d) * 86400000 + h * 3600000 + mi * 60000 + sec * 1000 + ms
-    t -= off * 60000
-    return None if abs(t) > MAX_TIME else t
+    """new Date(s).getTime() as V8 parses it, ISO and legacy forms (None: Invalid Date)."""
+    return js_date_parse(s)
 
 
 def js_date(v: Any) -> int | None:
@@ -358,7 +324,7 @@ def js_date(v: Any) -> int | None:
     if isinstance(v, str):
         return js_parse_date(v)
     if isinstance(v, list):
-        raise Unsupported(str(v))
+        return js_parse_date(js_string(v))  # new Date(["2025", "4"]): the string "2025,4"
     return None
 
 
@@ -626,10 +592,7 @@ class Compiler:
         """Plunk's isDateString + getDateRange: (start text, start ms, next-day text)."""
         if not isinstance(v, str) or not DATE_LIKE.match(v):
             return None
-        try:
-            if js_parse_date(v) is None:
-                return None
-        except Unsupported:
+        if js_parse_date(v) is None:
             return None
         start_ms = js_parse_date(v[:10])
         assert start_ms is not None
@@ -637,10 +600,7 @@ class Compiler:
         return v[:10] + "T00:00:00.000Z", start_ms, nxt
 
     def date_value(self, f: dict[str, Any]) -> int:
-        try:
-            t = js_date(f["value"])
-        except Unsupported as e:
-            raise _err(f, "date format not read") from e
+        t = js_date(f["value"])
         if t is None or t < YEAR_1_MS:
             raise _err(f, "invalid date")
         return t

@@ -68,12 +68,20 @@ def iso_text(ts: datetime, style: int) -> str:
         return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
     if style == 2:  # same instant written at +02:00
         return (ts + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%S+02:00")
+    if style == 4:  # JavaScript's Date#toString in Central Europe (V8's legacy parser)
+        return (ts + timedelta(hours=2)).strftime(
+            "%a %b %d %Y %H:%M:%S GMT+0200 (Central European Summer Time)"
+        )
+    if style == 5:
+        return ts.strftime("%B %-d, %Y %H:%M:%S UTC")
+    if style == 6:  # US order, local time (= UTC), 12-hour clock
+        return ts.strftime("%m/%d/%Y %I:%M:%S %p")
     return ts.strftime("%Y-%m-%d %H:%M")
 
 
 @st.composite
 def date_strings(draw, base: datetime) -> str:
-    return iso_text(base - timedelta(milliseconds=draw(ages_ms())), draw(st.integers(0, 3)))
+    return iso_text(base - timedelta(milliseconds=draw(ages_ms())), draw(st.integers(0, 6)))
 
 
 def json_values(base: datetime):
@@ -173,6 +181,7 @@ def instants(base: datetime):
         st.builds(lambda d: ms - d, ages_ms()),
         st.sampled_from([True, None, 1600000000000, "2025-02-30", "2024-09-22T23:00:00-05:00"]),
         st.sampled_from(["2025-04-10T08:00:00+0200", "0000-01-01", "1e3", "April 1", ""]),
+        st.sampled_from(["12", "Apr 31 2025", "2025/04/10", ["2025", "4", "1"], "Tue5 Apr 2025"]),
     )
 
 

@@ -395,11 +395,12 @@ def test_plunk_cancel__rescheduled_after_draft_starts_once_with_a_fresh_snapshot
         ' "updatedAt" = timezone(\'UTC\', now()) WHERE ("public"."campaigns"."id" = %s AND 1=1)',
         (campaign,),
     )
-    first = conn.execute("SELECT * FROM plunk_sql.sweep()").fetchall()
+    first = conn.execute("SELECT * FROM plunk_sql.start_next_scheduled()").fetchall()
     assert ("scheduled_started", campaign, 3) in first
     assert plunk.campaign_row(campaign)["status"] == "SENDING"
     assert len(plunk.claim(campaign)) == 3
     assert conn.execute("SELECT * FROM plunk_sql.sweep()").fetchall() == []
+    assert conn.execute("SELECT * FROM plunk_sql.start_next_scheduled()").fetchall() == []
 
 
 def test_toolkit_cancel__draft_retires_run_late_insert_refused_restart_judged_on_new_run(

@@ -17,6 +17,7 @@ OPERATOR_ONLY = [
     "plunk_sql.preview_audience(text)",
     "plunk_sql.audience_warnings(jsonb, text)",
     "plunk_sql.sweep()",
+    "plunk_sql.start_next_scheduled()",
     "plunk_sql.pause_campaign(text)",
     "plunk_sql.resume_campaign(text)",
     "plunk_sql.cancel_campaign(text)",

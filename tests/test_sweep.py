@@ -1,4 +1,5 @@
-"""plunk_sql.sweep(): leases, abandoned emails, schedules, the finalize backstop, concurrency."""
+"""plunk_sql.sweep(): leases, abandoned emails, the finalize backstop, concurrency; the scheduled
+starts next to it (plunk_sql.start_next_scheduled, one statement each; `plunk-sql sweep` runs both)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import psycopg
 import pytest
 
 from plunk_sql import cli
+from plunk_sql.commands.sweep import start_scheduled
 
 
 def sweep(conn: psycopg.Connection) -> list[tuple[str, str, int]]:
@@ -148,19 +150,21 @@ def test_sweep__due_schedule_starts_and_future_schedule_waits(conn, plunk):
     plunk.contacts(project, 3)
     due = plunk.campaign(project, status="SCHEDULED", scheduled_for="2020-01-01 00:00:00")
     future = plunk.campaign(project, status="SCHEDULED", scheduled_for="2999-01-01 00:00:00")
-    assert sweep(conn) == [("scheduled_started", due, 3)]
+    assert sweep(conn) == []  # the sweep itself no longer starts campaigns
+    assert plunk.campaign_row(due)["status"] == "SCHEDULED"
+    assert start_scheduled(conn) == [("scheduled_started", due, 3)]
     assert plunk.campaign_row(due)["status"] == "SENDING"
     assert plunk.campaign_row(future)["status"] == "SCHEDULED"
     assert states(conn, due) == {"pending": 3}
     assert states(conn, future) == {}
-    assert sweep(conn) == []
+    assert start_scheduled(conn) == []
 
 
 def test_sweep__a_schedule_that_becomes_due_starts_on_the_next_sweep(conn, plunk):
     project = plunk.project()
     plunk.contacts(project, 1)
     campaign = plunk.campaign(project, status="SCHEDULED", scheduled_for="2999-01-01 00:00:00")
-    assert sweep(conn) == []
+    assert start_scheduled(conn) == []
     # "scheduledFor" is timestamp(3): now() would round *up* to the millisecond, possibly past
     # the sweep's utc_now() a moment later (2 runs in 9 failed). Truncated, it is <= any later now.
     conn.execute(
@@ -168,7 +172,7 @@ def test_sweep__a_schedule_that_becomes_due_starts_on_the_next_sweep(conn, plunk
         " SET \"scheduledFor\" = date_trunc('milliseconds', timezone('UTC', now())) WHERE id = %s",
         (campaign,),
     )
-    assert sweep(conn) == [("scheduled_started", campaign, 1)]
+    assert start_scheduled(conn) == [("scheduled_started", campaign, 1)]
 
 
 def test_sweep__a_scheduled_start_that_fails_is_reported_and_does_not_block_others(conn, plunk):
@@ -182,7 +186,7 @@ def test_sweep__a_scheduled_start_that_fails_is_reported_and_does_not_block_othe
         scheduled_for="2020-01-01 00:00:00",
     )
     good = plunk.campaign(project, status="SCHEDULED", scheduled_for="2020-01-02 00:00:00")
-    assert sweep(conn) == [("start_failed", bad, 0), ("scheduled_started", good, 2)]
+    assert start_scheduled(conn) == [("start_failed", bad, 0), ("scheduled_started", good, 2)]
     assert plunk.campaign_row(bad)["status"] == "SCHEDULED"
 
 

@@ -2,7 +2,8 @@
 
 Checks: the emails triggers are installed and enabled; migrations and
 versions; the toolkit's roles and grants (plunk_sql.privilege_gaps()); what
-runs the sweep (pg_cron job and its last run, or a `plunk-sql sweep --every`
+runs the sweep (pg_cron job and its last run, and the job that starts
+scheduled campaigns, or a `plunk-sql sweep --every`
 loop, or a sweep that ran within `stuck_after` although its job is not visible
 to this user, as with a job an administrator scheduled: pg_cron's row-level
 security) and when it last ran; settings; plunk_sql.stuck_campaigns. Exit code
@@ -88,6 +89,20 @@ def diagnose(conn: psycopg.Connection) -> dict[str, Any]:
     last = sweep.get("last_run")
     if last and last["status"] == "failed":
         problems.append(f"the last pg_cron sweep run failed: {last['return_message']}")
+    # Scheduled starts run in their own job since 0.3 (sql/72_scheduled_starts.sql): a sweep job
+    # scheduled by an older version, or by hand from its psql lines, starts no campaign.
+    starts = sweep.get("starts_job")
+    if sweep["mode"] == "pg_cron" and not (starts and starts["active"]):
+        name = starts["jobname"] if starts else "plunk_sql_starts:<database>"
+        problems.append(
+            f"no active pg_cron job starts scheduled campaigns ({name} "
+            f"{'is inactive' if starts else 'is missing'}): run plunk-sql migrate"
+        )
+    starts_last = sweep.get("starts_last_run")
+    if starts_last and starts_last["status"] == "failed":
+        problems.append(
+            f"the last pg_cron scheduled-starts run failed: {starts_last['return_message']}"
+        )
     for row in report["stuck_campaigns"]:
         problems.append(f"campaign {row['campaign_id']} stuck: {row['reason']} ({row['hint']})")
     return report
@@ -151,6 +166,15 @@ def _text(report: dict[str, Any]) -> str:
         if sweep["last_run"]:
             run = sweep["last_run"]
             lines.append(f"  last cron run: {run['status']} at {run['start_time']}")
+        if sweep.get("starts_job"):
+            job = sweep["starts_job"]
+            lines.append(
+                f"  job {job['jobname']!r} ({job['schedule']}) "
+                f"{'active' if job['active'] else 'INACTIVE'}"
+            )
+        if sweep.get("starts_last_run"):
+            run = sweep["starts_last_run"]
+            lines.append(f"  last starts run: {run['status']} at {run['start_time']}")
         if sweep["loop_sessions"]:
             lines.append(f"  sweep loops connected: {sweep['loop_sessions']}")
         lines.append(f"  last sweep: {sweep['last_sweep_at'] or 'never'}")
