@@ -44,8 +44,10 @@ def run(args: argparse.Namespace) -> int:
         phases=args.phases,
     )
     out = Path(args.out) if args.out else CHECKOUT
-    print(f"wrote {out / 'BENCHMARKS.md'} (phases run: {', '.join(res.durations)})")
-    return 0
+    print(f"wrote {out / 'BENCHMARKS.md'} (phases run: {', '.join(res.durations) or 'none'})")
+    for name, error in res.failures.items():
+        print(f"python -m bench: phase {name} FAILED: {error}", file=sys.stderr)
+    return 1 if res.failures else 0
 
 
 def _ints(text: str) -> list[int]:

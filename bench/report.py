@@ -92,7 +92,8 @@ def source(res: Any, phase: str) -> str:
     """One cell: "this run" or "carried over (date)"."""
     prov = provenance(res, phase)
     if prov["status"] == "carried over":
-        return f"**carried over** ({prov.get('date', '?')})"
+        why = ", this run's phase failed" if prov.get("failed") else ""
+        return f"**carried over** ({prov.get('date', '?')}{why})"
     if prov["status"] == "measured":
         algos = (
             {
@@ -108,11 +109,27 @@ def source(res: Any, phase: str) -> str:
                 f"**{a} algorithm carried over** ({d})" for a, d in sorted(algos)
             )
         return "this run"
-    return "not run"
+    return "**failed**, no earlier figures" if prov.get("failed") else "not run"
 
 
 def _carried_banner(res: Any, phase: str) -> str:
     prov = provenance(res, phase)
+    failed = (
+        f"**This run's {phase} phase FAILED** (`{_code(prov['failed'])}`), so it has no figures "
+        "of its "
+        "own.\n\n"
+        if prov.get("failed")
+        else ""
+    )
+    return failed + _carried_text(prov)
+
+
+def _code(text: str) -> str:
+    """`text` safe inside a Markdown code span on one table line."""
+    return " ".join(str(text).split()).replace("`", "'").replace("|", "/")
+
+
+def _carried_text(prov: dict[str, Any]) -> str:
     if prov["status"] == "carried over":
         return (
             f"**Carried over:** this run did not measure this phase; the figures below are "

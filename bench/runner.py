@@ -96,8 +96,10 @@ class Results:
     # Seconds per phase run in this run (phases carried over keep theirs in provenance).
     durations: dict = field(default_factory=dict)
     # Per phase: measured in this run, carried over from an earlier results.json, or
-    # not run; written by _merge().
+    # not run; written by merge().
     provenance: dict = field(default_factory=dict)
+    # Phases that raised in this run: the error (their figures are carried over).
+    failures: dict = field(default_factory=dict)
 
 
 def log(msg: str) -> None:
@@ -822,6 +824,8 @@ def merge(res: Results, previous: dict | None) -> dict:
             }
         else:
             provenance[name] = {"status": "not run"}
+        if name in res.failures:
+            provenance[name]["failed"] = res.failures[name]
     merged["provenance"] = provenance
     if same_mode and previous:
         # Figures carried over keep what was recorded about them.
@@ -901,7 +905,17 @@ def run(
                     continue
                 loadavg(f"{name} start", res)
                 t0 = time.perf_counter()
-                step()
+                try:
+                    step()
+                except (psycopg.Error, AssertionError, RuntimeError) as exc:
+                    # One phase broken by a toolkit change must not cost the other phases
+                    # of a long run: its figures are dropped (they may be half-written),
+                    # the earlier ones carried over, and the run ends non-zero.
+                    first = (str(exc).strip().splitlines() or [""])[0]
+                    res.failures[name] = f"{type(exc).__name__}: {first}"[:300]
+                    log(f"phase {name} FAILED after {time.perf_counter() - t0:.1f}s: {exc!r}")
+                    setattr(res, name, type(getattr(res, name))())
+                    continue
                 res.durations[name] = time.perf_counter() - t0
                 log(f"phase {name}: {res.durations[name]:.1f}s")
                 loadavg(f"{name} end", res)

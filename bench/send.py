@@ -81,21 +81,26 @@ def _deliver(
     return len(ids)
 
 
-def worker(url, mode, campaign, project, batch, settle, contacts, slot, progress, go, out) -> None:
+def worker(
+    url, mode, campaign, project, batch, settle, contacts, slot, progress, ready, go, out
+) -> None:
     try:
-        _work(url, mode, campaign, project, batch, settle, contacts, slot, progress, go, out)
+        _work(url, mode, campaign, project, batch, settle, contacts, slot, progress, ready, go, out)
     except BaseException as exc:
         out.put(f"{type(exc).__name__}: {exc}")
         raise
 
 
-def _work(url, mode, campaign, project, batch, settle, contacts, slot, progress, go, out) -> None:
+def _work(
+    url, mode, campaign, project, batch, settle, contacts, slot, progress, ready, go, out
+) -> None:
     def settled(k: int) -> None:
         # This worker's own slot: no lock, the sampler only reads.
         progress[slot] += k
 
     with psycopg.connect(url, autocommit=True, application_name=APP) as conn:
         fsync, sync_commit = conn.execute(SESSION_SETTINGS).fetchone()
+        ready.wait()
         go.wait()
         t0 = time.perf_counter()
         n = 0
@@ -218,19 +223,19 @@ def run(
     """Run `workers` processes to completion (the campaign has `total` emails, default
     len(contacts)); emails, seconds and the wait samples."""
     ctx = mp.get_context("fork")
-    go, out = ctx.Event(), ctx.Queue()
+    go, out, ready = ctx.Event(), ctx.Queue(), ctx.Barrier(workers + 1)
     progress = ctx.Array("q", workers, lock=False)
     slices = [contacts[i::workers] for i in range(workers)] if contacts else [None] * workers
     procs = [
         ctx.Process(
             target=worker,
-            args=(url, mode, campaign, project, batch, settle, s, i, progress, go, out),
+            args=(url, mode, campaign, project, batch, settle, s, i, progress, ready, go, out),
         )
         for i, s in enumerate(slices)
     ]
     for p in procs:
         p.start()
-    time.sleep(0.3)  # let every worker connect before the clock starts
+    ready.wait(timeout=120)  # every worker connected before the clock starts
     waits, stop = WaitSamples(), threading.Event()
     sampler = threading.Thread(target=_sample, args=(url, stop, waits, progress), daemon=True)
     sampler.start()
