@@ -27,11 +27,16 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         print(f"python -m bench: unknown phase or algorithm: {', '.join(unknown)}", file=sys.stderr)
         return 2
+    out = CHECKOUT
+    if args.out:
+        out = Path(args.out)
+    elif args.quick:  # a quick run never replaces the checkout's report unless asked to
+        out = CHECKOUT / "build" / "bench-quick"
     res = runner.run(
         scale=args.scale,
         quick=args.quick,
         database_url=url,
-        out_dir=Path(args.out) if args.out else CHECKOUT,
+        out_dir=out,
         keep=args.keep,
         apply_sql=[Path(p) for p in args.apply_sql],
         overrides={
@@ -43,7 +48,6 @@ def run(args: argparse.Namespace) -> int:
         },
         phases=args.phases,
     )
-    out = Path(args.out) if args.out else CHECKOUT
     print(f"wrote {out / 'BENCHMARKS.md'} (phases run: {', '.join(res.durations) or 'none'})")
     for name, error in res.failures.items():
         print(f"python -m bench: phase {name} FAILED: {error}", file=sys.stderr)
@@ -80,7 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest audience (default 1,000,000; 20,000 with --quick); sizes are N/100, N/10, N",
     )
     p.add_argument("--quick", action="store_true", help="small sizes, one run each (< 2 minutes)")
-    p.add_argument("--out", help="directory for BENCHMARKS.md and bench/ (default: the checkout)")
+    p.add_argument(
+        "--out",
+        help="directory for BENCHMARKS.md and bench/ (default: the checkout; with --quick, "
+        "build/bench-quick); README.md and docs/performance.md there get the new figures",
+    )
     p.add_argument("--keep", action="store_true", help="keep the scratch databases")
     p.add_argument("--workers", type=_ints, help="worker process counts, e.g. 1,2,4,8")
     p.add_argument("--batches", type=_ints, help="claim batch sizes, e.g. 100,500,2000")

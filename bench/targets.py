@@ -74,10 +74,13 @@ def _x(v: float) -> str:
 
 
 def _ratio_row(label: str, target: float, rows: list[dict[str, Any]], describe: Any) -> Verdict:
-    values = sorted(((ratio(r), r) for r in rows), key=lambda v: v[0])
+    in_order = [(ratio(r), r) for r in rows]
+    values = sorted(in_order, key=lambda v: v[0])
     worst, worst_row = values[-1]
     if len(values) <= 3:
-        measured = f"worst {_x(worst)}; " + ", ".join(f"{describe(r)}: {_x(v)}" for v, r in values)
+        measured = f"worst {_x(worst)}; " + ", ".join(
+            f"{describe(r)}: {_x(v)}" for v, r in in_order
+        )
     else:
         best, best_row = values[0]
         within = sum(1 for v, _ in values if v <= target)
