@@ -565,7 +565,8 @@ def _triggers(res: Any) -> list[str]:
     s.append(
         "Single-row statements on `emails`, one statement and one commit each, looped server-side "
         "(`synchronous_commit = off`), with the toolkit's triggers and without them (a database "
-        "without the toolkit), toolkit and floor alternating round by round. Campaign rows belong "
+        "without the toolkit), toolkit and floor alternating round by round (one warm-up round, "
+        "then twice the repetitions of the other phases, plus one). Campaign rows belong "
         "to a toolkit campaign whose recipients are claimed: their INSERT links the recipient, "
         "SENDING -> SENT settles it, and DELIVERED after SENT is the no-op path on a settled "
         'recipient. Non-campaign rows have no `campaignId` ("sourceType" TRANSACTIONAL): '
