@@ -23,6 +23,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+import plunk_sql
 from bench import data, send
 from plunk_sql import resources
 from plunk_sql.migrate import migrate
@@ -198,8 +199,6 @@ def environment(conn: psycopg.Connection, server: str) -> dict[str, Any]:
     mem = ""
     with contextlib.suppress(OSError):
         mem = Path("/proc/meminfo").read_text().splitlines()[0].split(":", 1)[1].strip()
-    import plunk_sql
-
     commit = "unknown"
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         commit = subprocess.run(
