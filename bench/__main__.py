@@ -21,11 +21,22 @@ CHECKOUT = Path(__file__).resolve().parents[1]
 
 def run(args: argparse.Namespace) -> int:
     url = getattr(args, "database_url", None) or os.environ.get("DATABASE_URL")
+    unknown = sorted(set(args.phases or ()) - set(runner.PHASES)) + sorted(
+        set(args.algos or ()) - set(runner.ALGOS)
+    )
+    if unknown:
+        print(f"python -m bench: unknown phase or algorithm: {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    out = CHECKOUT
+    if args.out:
+        out = Path(args.out)
+    elif args.quick:  # a quick run never replaces the checkout's report unless asked to
+        out = CHECKOUT / "build" / "bench-quick"
     res = runner.run(
         scale=args.scale,
         quick=args.quick,
         database_url=url,
-        out_dir=Path(args.out) if args.out else CHECKOUT,
+        out_dir=out,
         keep=args.keep,
         apply_sql=[Path(p) for p in args.apply_sql],
         overrides={
@@ -33,12 +44,14 @@ def run(args: argparse.Namespace) -> int:
             "batches": args.batches,
             "reps": args.reps,
             "send_n": args.send_recipients,
+            "algos": args.algos,
         },
         phases=args.phases,
     )
-    out = Path(args.out) if args.out else CHECKOUT
-    print(f"wrote {out / 'BENCHMARKS.md'} ({len(res.send)} send configurations)")
-    return 0
+    print(f"wrote {out / 'BENCHMARKS.md'} (phases run: {', '.join(res.durations) or 'none'})")
+    for name, error in res.failures.items():
+        print(f"python -m bench: phase {name} FAILED: {error}", file=sys.stderr)
+    return 1 if res.failures else 0
 
 
 def _ints(text: str) -> list[int]:
@@ -51,6 +64,10 @@ def _ints(text: str) -> list[int]:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
     return values
+
+
+def _names(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest audience (default 1,000,000; 20,000 with --quick); sizes are N/100, N/10, N",
     )
     p.add_argument("--quick", action="store_true", help="small sizes, one run each (< 2 minutes)")
-    p.add_argument("--out", help="directory for BENCHMARKS.md and bench/ (default: the checkout)")
+    p.add_argument(
+        "--out",
+        help="directory for BENCHMARKS.md and bench/ (default: the checkout; with --quick, "
+        "build/bench-quick); README.md and docs/performance.md there get the new figures",
+    )
     p.add_argument("--keep", action="store_true", help="keep the scratch databases")
     p.add_argument("--workers", type=_ints, help="worker process counts, e.g. 1,2,4,8")
     p.add_argument("--batches", type=_ints, help="claim batch sizes, e.g. 100,500,2000")
@@ -75,9 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--send-recipients", type=int, help="contacts in the send-path campaign")
     p.add_argument(
         "--phases",
-        type=lambda t: [x.strip() for x in t.split(",") if x.strip()],
-        help="run only these of snapshot,seed,send,triggers,sweep (seed needs snapshot); "
-        "the others keep the figures of the last results.json in --out",
+        type=_names,
+        help="run only these of snapshot,seed,send,triggers,sweep; the others keep the "
+        "figures of the last results.json in --out (BENCHMARKS.md marks them carried over)",
+    )
+    p.add_argument(
+        "--algos",
+        type=_names,
+        help="whole-campaign algorithms the seed phase runs, of seed,patched,toolkit (default "
+        "all); e.g. patched,toolkit skips Plunk's quadratic seed algorithm (26 min at 100k "
+        "recipients) and carries its figures over from the last results.json",
     )
     p.add_argument(
         "--apply-sql",

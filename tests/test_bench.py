@@ -36,7 +36,7 @@ def test_bench__quick_run_writes_report_and_figures(pg_server, tmp_path, capsys)
 
     report = (tmp_path / "BENCHMARKS.md").read_text()
     for heading in (
-        "## Targets",
+        "## Issue 14 targets",
         "## 1. Snapshot",
         "## 2. Send path",
         "## 3. Against Plunk",
@@ -65,11 +65,28 @@ def test_bench__quick_run_writes_report_and_figures(pg_server, tmp_path, capsys)
     configs = {(r["settle"], r["batch"], r["workers"]) for r in res["send"]}
     assert configs == {(s, 100, w) for s in ("per_email", "batched") for w in (1, 8)}
     assert all(r["toolkit_waits"][0]["samples"] >= 0 for r in res["send"])
-    assert {r["rows"] for r in res["triggers"]} == {
-        "campaign",
-        "non_campaign",
-        "campaign_delivered",
+    # Toolkit and floor are sampled alike, every sample placed in the campaign.
+    for row in res["send"]:
+        for waits in (*row["toolkit_waits"], *row["floor_waits"]):
+            progress = waits["progress"]
+            assert progress["total"] == row["recipients"]
+            for measure in ("emails", "time"):
+                split = progress[measure]
+                assert (
+                    split["before_last"]["samples"] + split["last"]["samples"] == (waits["samples"])
+                )
+            assert sum(n for n, _ in progress["tenths"]) == waits["samples"]
+        # The test server may run with fsync off; what matters is that it was recorded.
+        assert set(row["session"]) == {"fsync", "synchronous_commit"}
+    assert {(r["statement"], r["rows"]) for r in res["triggers"]} == {
+        ("INSERT", "campaign"),
+        ("INSERT", "non_campaign"),
+        ("UPDATE", "campaign"),
+        ("UPDATE", "non_campaign"),
+        ("UPDATE", "campaign_delivered"),
     }
+    assert res["provenance"]["send"]["status"] == "measured"
+
     assert res["sweep"]["status"] in ("measured",) or res["sweep"]["status"].startswith("TODO")
 
     # The scratch databases are gone.
