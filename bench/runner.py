@@ -726,7 +726,10 @@ def phase_sweep(dbs: Databases, cfg: Config, res: Results) -> None:
             (cid, half),
         )
         conn.execute(
-            "UPDATE plunk_sql.campaign_runs SET sent = %s WHERE campaign_id = %s", (half, cid)
+            # The counters: those sent recipients leave the pool's open (sql/48_counters.sql).
+            "UPDATE plunk_sql.run_slots SET open = open - %s, sent = sent + %s"
+            " WHERE campaign_id = %s AND slot = 0",
+            (half, half, cid),
         )
         conn.execute(
             "UPDATE plunk_sql.recipients SET state = 'claimed', claims = 1,"
