@@ -18,8 +18,9 @@
 -- Completion. Each slot 1..32 knows exactly when it holds no open recipient
 -- (open = 0: every change to it is an UPDATE of its one row); the pool holds
 -- none when open - sum(taken) = 0. A settle only updates its slot row. When
--- that drains the slot, a deferred constraint trigger on run_slots runs the
--- end-game as the transaction commits, after every row lock the transaction
+-- that drains the slot, it writes a plunk_sql.slot_events row, whose deferred
+-- constraint trigger runs the end-game as the transaction commits, after
+-- every row lock the transaction
 -- takes: it locks the campaigns row FOR NO KEY UPDATE (the end-game's one lock) and
 -- then, in a new statement (a new snapshot), sums the open of all 33 slots.
 -- The last transaction to take that lock sees every other one committed, so
@@ -167,11 +168,13 @@ COMMENT ON FUNCTION plunk_sql._finish_if_settled(text) IS
     'and SENDING -> SENT with NOTIFY. Internal.';
 
 -- plunk_sql._count(campaign_id, slot, open, taken, sent, failed, skipped):
--- add to one slot's counters (open negative: settled). Only the slot row:
--- what follows from it (the end-game, "sentCount") runs as the transaction
--- commits (_run_slots_settled below). The emails UPDATE trigger inlines the
--- same UPDATE (its hot path).
---   No errors of its own (a CHECK violation, 23514, would be a toolkit bug).
+-- add to one slot's counters (open negative: settled). Only the slot row;
+-- when a settle drains it (slots 1..32: open 0), settles in the pool, or
+-- brings its unsynced to 32, one plunk_sql.slot_events row, whose deferred
+-- trigger runs what follows (the end-game, "sentCount") as the transaction
+-- commits. The emails UPDATE trigger inlines the same statements (its hot
+-- path).
+--   No errors of its own.
 -- Locks: the slot row.
 CREATE OR REPLACE FUNCTION plunk_sql._count(
     p_campaign_id text,
@@ -183,9 +186,13 @@ CREATE OR REPLACE FUNCTION plunk_sql._count(
     p_skipped integer
 )
 RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_open integer;
+    v_unsynced integer;
+BEGIN
     UPDATE plunk_sql.run_slots AS s
     SET open = s.open + p_open,
         taken = s.taken + p_taken,
@@ -196,18 +203,27 @@ AS $$
         progressed_at = CASE WHEN p_sent + p_failed + p_skipped > 0 THEN pg_catalog.now() ELSE s.progressed_at END
     WHERE s.campaign_id = p_campaign_id
       AND s.slot = p_slot
+    RETURNING s.open, s.unsynced INTO v_open, v_unsynced;
+    -- Once per transaction and cause: unsynced crossing 32 here, not each time above it.
+    IF (p_sent + p_failed + p_skipped > 0 AND (p_slot = 0 OR v_open = 0))
+       OR (v_unsynced >= 32 AND v_unsynced - p_sent < 32) THEN
+        INSERT INTO plunk_sql.slot_events (campaign_id, slot) VALUES (p_campaign_id, p_slot);
+    END IF;
+END
 $$;
 
 COMMENT ON FUNCTION plunk_sql._count(text, smallint, integer, integer, integer, integer, integer) IS
-    'Add to one counter slot (the end-game and "sentCount" follow at commit). Internal.';
+    'Add to one counter slot; queue its end-game / "sentCount" step for commit when due. Internal.';
 
--- Trigger (deferred, at commit): a slot a settle drained, a settle in the
--- pool, or a slot whose unsynced reached 32. Re-reads the slot as it is now
--- (the event's row is older): drained (slots 1..32: open = 0; the pool: open -
--- sum(taken) = 0) -> the end-game; then, unless nothing is open, unsynced >=
--- 32 -> added to "sentCount" (toolkit runs) and zeroed. Deferred so that it
--- runs after every row lock the transaction takes: the campaigns row is then
--- never held while a slot row is waited for.
+-- Trigger (deferred, at commit), on plunk_sql.slot_events: a slot a settle
+-- drained, a settle in the pool, or a slot whose unsynced reached 32.
+-- Re-reads the slot as it is now: drained (slots 1..32: open = 0; the pool:
+-- open - sum(taken) = 0) -> the end-game; then, unless nothing is open,
+-- unsynced >= 32 -> added to "sentCount" (toolkit runs) and zeroed. Deletes the
+-- event row. Deferred so that it runs after every row lock the transaction
+-- takes: the campaigns row is then never held while a slot row is waited for.
+-- (A trigger on run_slots itself would cost every settle 15-20 us, even with a
+-- WHEN clause that is false.)
 --   No errors of its own.
 -- Locks: as _finish_if_settled; the campaigns row for "sentCount".
 CREATE OR REPLACE FUNCTION plunk_sql._run_slots_settled()
@@ -226,6 +242,9 @@ BEGIN
     INTO v_open, v_unsynced
     FROM plunk_sql.run_slots AS s
     WHERE s.campaign_id = NEW.campaign_id;
+    DELETE FROM plunk_sql.slot_events AS e
+    WHERE e.campaign_id = NEW.campaign_id
+      AND e.slot = NEW.slot;
     IF v_open IS NULL THEN
         RETURN NULL;  -- the run is gone (retired)
     END IF;
@@ -251,17 +270,15 @@ END
 $$;
 
 COMMENT ON FUNCTION plunk_sql._run_slots_settled() IS
-    'Deferred row trigger on plunk_sql.run_slots: the end-game of a drained slot, "sentCount" += unsynced '
+    'Deferred row trigger on plunk_sql.slot_events: the end-game of a drained slot, "sentCount" += unsynced '
     'once they reach 32. Internal.';
 
 DROP TRIGGER IF EXISTS run_slots_settled ON plunk_sql.run_slots;
-CREATE CONSTRAINT TRIGGER run_slots_settled
-    AFTER UPDATE ON plunk_sql.run_slots
+DROP TRIGGER IF EXISTS slot_events_settled ON plunk_sql.slot_events;
+CREATE CONSTRAINT TRIGGER slot_events_settled
+    AFTER INSERT ON plunk_sql.slot_events
     DEFERRABLE INITIALLY DEFERRED
     FOR EACH ROW
-    WHEN ((NEW.slot > 0 AND NEW.open = 0 AND OLD.open > 0)
-          OR (NEW.slot = 0 AND NEW.open < OLD.open)
-          OR (NEW.unsynced >= 32 AND OLD.unsynced < 32))
     EXECUTE FUNCTION plunk_sql._run_slots_settled();
 
 -- plunk_sql.count_moves(campaign_id, from_slots, to_slots, outcomes): count a set of recipient moves, element i being one recipient

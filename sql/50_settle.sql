@@ -278,6 +278,8 @@ AS $$
 DECLARE
     v_failed boolean := NEW.status::text IN ('FAILED', 'SUPPRESSED');
     v_slot smallint;
+    v_open integer;
+    v_unsynced integer;
 BEGIN
     UPDATE plunk_sql.recipients AS r
     SET state = CASE WHEN v_failed THEN 'failed'::plunk_sql.recipient_state
@@ -298,7 +300,11 @@ BEGIN
             unsynced = s.unsynced + (NOT v_failed)::integer,
             progressed_at = pg_catalog.now()
         WHERE s.campaign_id = NEW."campaignId"
-          AND s.slot = v_slot;
+          AND s.slot = v_slot
+        RETURNING s.open, s.unsynced INTO v_open, v_unsynced;
+        IF v_slot = 0 OR v_open = 0 OR v_unsynced = 32 THEN  -- = 32: once per transaction
+            INSERT INTO plunk_sql.slot_events (campaign_id, slot) VALUES (NEW."campaignId", v_slot);
+        END IF;
     END IF;
     RETURN NULL;
 END

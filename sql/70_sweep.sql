@@ -131,8 +131,8 @@ BEGIN
 
     -- The end-games of the slots step 3 drained run now rather than at commit
     -- (deferred trigger, sql/48_counters.sql): step 4 then sees them finished.
-    SET CONSTRAINTS plunk_sql.run_slots_settled IMMEDIATE;
-    SET CONSTRAINTS plunk_sql.run_slots_settled DEFERRED;
+    SET CONSTRAINTS plunk_sql.slot_events_settled IMMEDIATE;
+    SET CONSTRAINTS plunk_sql.slot_events_settled DEFERRED;
 
     -- 4. Finalize backstop: SENDING toolkit campaigns with complete counters
     -- and no open recipient. The enum literal: SENDING exists in every Plunk
