@@ -49,7 +49,7 @@
 -- temporary objects never shadow a name) and qualifies every object; dynamic
 -- SQL is built only from fixed fragments and %L literals (20_condition.sql);
 -- trigger functions cannot be called directly; internal helpers
--- (apply_settlement, require_campaign, the compiler) are executable by nobody
+-- (count_settled, require_campaign, the compiler) are executable by nobody
 -- but the owner, so a caller cannot move counters or read a campaigns row
 -- through them. tests/test_privileges.py checks all of this.
 --

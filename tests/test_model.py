@@ -70,7 +70,7 @@ class Model:
     retired: bool = False
 
     def settle_check(self) -> None:
-        """apply_settlement's rule: SENDING with nothing open -> SENT."""
+        """The end-game's rule (_finish_if_settled): SENDING with nothing open -> SENT."""
         if self.started and self.status == "SENDING" and not self.open():
             self.status = "SENT"
 
