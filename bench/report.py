@@ -362,8 +362,9 @@ def _snapshot(res: Any) -> list[str]:
             else "; no event filter: this toolkit version does not compile `event.*` yet"
         )
         + ", OR of two AND groups), against the floor "
-        "`INSERT INTO t SELECT id FROM contacts WHERE <same predicate>` (predicate text from "
-        "`plunk_sql.audience_predicate`; `t` is a bare table without index). One project per size; "
+        "`INSERT INTO t SELECT <campaign id>, id FROM contacts WHERE <same predicate>` (predicate "
+        "text from `plunk_sql.audience_predicate`; `t` is a bare table without index, written under "
+        "the snapshot's own settings, `jit = off` and `work_mem = 64MB`). One project per size; "
         "one warm-up run, then the median (five times as many repetitions for the two smaller sizes, "
         "whose runs take milliseconds).\n"
     )

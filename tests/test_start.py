@@ -230,3 +230,37 @@ def test_campaign_delete__removes_its_snapshot(plunk, conn):
     conn.execute("DELETE FROM public.campaigns WHERE id = %s", (c,))
     assert conn.execute("SELECT count(*) FROM plunk_sql.recipients").fetchone()[0] == 0
     assert conn.execute("SELECT count(*) FROM plunk_sql.campaign_runs").fetchone()[0] == 0
+
+
+def _settings(conn):
+    return conn.execute("SELECT current_setting('work_mem'), current_setting('jit')").fetchone()
+
+
+def test_start_campaign__leaves_the_callers_work_mem_and_jit(plunk, conn):
+    # start_campaign runs with its own work_mem and without JIT; the caller's
+    # values (session, or SET LOCAL in its transaction) are back after it.
+    p = plunk.project()
+    plunk.contacts(p, 3)
+    conn.execute("SET work_mem = '5MB'")
+    with conn.transaction():
+        assert plunk.start(plunk.campaign(p)) == 3
+        assert _settings(conn) == ("5MB", "on")
+    with conn.transaction():
+        conn.execute("SET LOCAL work_mem = '6MB'")
+        assert plunk.start(plunk.campaign(p)) == 3
+        assert _settings(conn) == ("6MB", "on")
+    with conn.transaction():
+        conn.execute("SET LOCAL work_mem = '256MB'")
+        assert plunk.start(plunk.campaign(p)) == 3
+        assert _settings(conn) == ("256MB", "on")
+    assert _settings(conn) == ("5MB", "on")
+
+
+def test_start_campaign__failed_start_in_a_savepoint_leaves_the_callers_work_mem(plunk, conn):
+    p = plunk.project()
+    c = plunk.campaign(p, audience="FILTERED")  # no audienceCondition: 22023
+    conn.execute("SET work_mem = '5MB'")
+    with conn.transaction():
+        with raises_sqlstate("22023", "no audienceCondition"), conn.transaction():
+            plunk.start(c)
+        assert _settings(conn) == ("5MB", "on")
