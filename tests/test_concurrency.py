@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import psycopg
+import pytest
 
 from tests.factories import Plunk
 from tests.helpers import check_invariants
@@ -76,3 +77,37 @@ def test_claim_batch__concurrent_claims_do_not_block_each_other(plunk, db_url):
         assert len(first) == len(second) == 10
         a.commit()
         b.commit()
+
+
+@pytest.mark.parametrize("first", ["a", "b"])
+def test_end_game__last_two_settles_of_two_claims_set_sent_exactly_once(plunk, conn, db_url, first):
+    """The write skew the end-game exists for: two workers settle the last recipient of their
+    own claim (two counter slots) in open transactions, so neither sees the other's settle.
+    Whichever commits last takes the campaigns row after the other committed and sets SENT;
+    the first to commit must not, and nobody may leave it SENDING (sql/48_counters.sql)."""
+    p = plunk.project()
+    contacts = plunk.contacts(p, 2)
+    c = plunk.campaign(p)
+    plunk.start(c)
+    [(ca, _, _)] = plunk.claim(c, 1)
+    [(cb, _, _)] = plunk.claim(c, 1)
+    slots = conn.execute(
+        "SELECT count(DISTINCT slot) FROM plunk_sql.recipients WHERE campaign_id = %s", (c,)
+    ).fetchone()[0]
+    assert slots == 2 and {ca, cb} == set(contacts)
+    [ea] = plunk.create_emails(c, p, [ca])
+    [eb] = plunk.create_emails(c, p, [cb])
+    conn.execute("LISTEN plunk_sql_campaign_finished")
+    with psycopg.connect(db_url) as a, psycopg.connect(db_url) as b:
+        plunk.set_email_status([ea], "SENT", conn=a)
+        plunk.set_email_status([eb], "SENT", conn=b)
+        order = [a, b] if first == "a" else [b, a]
+        order[0].commit()
+        status = conn.execute("SELECT status::text FROM public.campaigns WHERE id = %s", (c,))
+        assert status.fetchone()[0] == "SENDING"  # the other settle is not committed yet
+        order[1].commit()
+    row = plunk.campaign_row(c)
+    assert (row["status"], row["sentCount"]) == ("SENT", 2)
+    notes = list(conn.notifies(timeout=0.5, stop_after=2))
+    assert len(notes) == 1
+    check_invariants(conn, c)
