@@ -7,7 +7,7 @@
 -- capture no transition table. Counters: sql/48_counters.sql.
 --
 -- Lock order everywhere a send changes state: recipients rows, then counter
--- slot rows (descending), then the campaign_runs row, then the campaigns row.
+-- slot rows (descending), then the campaigns row, then the campaign_runs row.
 -- A row trigger takes its recipient row when its own row is processed, so a
 -- statement locks recipients in the order it writes emails; two statements
 -- writing emails of the same recipients in opposite orders can deadlock

@@ -4,7 +4,7 @@
 -- campaign (key: hashtext('plunk_sql.lifecycle'), hashtext(campaign_id)).
 -- Only these functions take it, so it serialises lifecycle calls on one
 -- campaign among themselves and never makes a worker wait. Row locks are then
--- taken in the global order: recipients -> campaign_runs -> campaigns.
+-- taken in the global order: recipients -> counter slots -> campaigns -> campaign_runs.
 
 -- plunk_sql._lifecycle_lock(campaign_id): the advisory lock described above.
 CREATE OR REPLACE FUNCTION plunk_sql._lifecycle_lock(p_campaign_id text)

@@ -6,7 +6,8 @@
 -- (issue 15, sql/85_guard.sql) follows Plunk's statements and is never
 -- corrected or refused here: every entry point below returns early on it.
 --
--- Lock order is the toolkit's (recipients -> campaign_runs -> campaigns), but
+-- Lock order is the toolkit's (recipients -> counter slots -> campaigns ->
+-- campaign_runs), but
 -- the campaigns triggers run while Plunk's UPDATE already holds the campaigns
 -- row. So what they do to recipients and campaign_runs never waits long: it
 -- runs in a subtransaction under a 100ms lock_timeout and, when a worker holds

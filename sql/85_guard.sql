@@ -244,9 +244,10 @@ COMMENT ON FUNCTION plunk_sql.guard_unlinked_email(text, text, text) IS
 -- campaign's emails once.
 -- Errors: P0002 / 22P02 when a setting is missing or unreadable.
 -- Locks: abandoned emails FOR UPDATE SKIP LOCKED, then (trigger) their
--- recipients and the campaign_runs row; finalize: the open recipient rows,
--- counter slots and the campaign_runs row, then the campaigns row: the
--- global order.
+-- recipients and counter slots (their end-game at commit: the campaign_runs
+-- row); finalize: the open recipient rows, counter slots, the campaign_runs
+-- row, then the campaigns row (a guard run's end-game never takes the
+-- campaigns row, which Plunk owns during the send).
 CREATE OR REPLACE FUNCTION plunk_sql.sweep_guarded()
 RETURNS TABLE (action text, campaign_id text, affected integer)
 LANGUAGE plpgsql
