@@ -20,9 +20,9 @@
 -- none when open - sum(taken) = 0. A settle only updates its slot row. When
 -- that drains the slot, it writes a plunk_sql.slot_events row, whose deferred
 -- constraint trigger runs the end-game as the transaction commits, after
--- every row lock the transaction
--- takes: it locks the campaigns row FOR NO KEY UPDATE (the end-game's one lock) and
--- then, in a new statement (a new snapshot), sums the open of all 33 slots.
+-- every row lock the transaction takes: it locks the campaigns row FOR NO KEY
+-- UPDATE (the end-game's one lock) and then, in a new statement (a new
+-- snapshot), sums the open of all 33 slots.
 -- The last transaction to take that lock sees every other one committed, so
 -- the one that settles the last recipient sees 0 and sets SENT, at its own
 -- commit, exactly once. Claims only move open recipients (their skips settle
