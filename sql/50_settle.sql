@@ -292,7 +292,10 @@ BEGIN
       AND r.email_id = NEW.id
     RETURNING r.slot INTO v_slot;
     IF FOUND THEN
-        -- plunk_sql._count inlined (the hot path: one function call less per email).
+        -- plunk_sql._count inlined: the hot path, one PL/pgSQL call (with its
+        -- search_path switch) less per email; the saving was not measured on
+        -- its own. Keep the two in step: the same counters, and an event for
+        -- the pool, a drained slot, or unsynced reaching 32.
         UPDATE plunk_sql.run_slots AS s
         SET open = s.open - 1,
             sent = s.sent + (NOT v_failed)::integer,
