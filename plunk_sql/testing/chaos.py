@@ -288,8 +288,8 @@ def has_function(conn: psycopg.Connection, signature: str) -> bool:
     return bool(_scalar(conn, "SELECT to_regprocedure(%s) IS NOT NULL", (signature,)))
 
 
-# "draft" first: cancelled at the first tick, before any of its mail left (as Plunk then
-# returns it to DRAFT).
+# "draft" first: cancelled before the workers start, so before any of its mail left (as
+# Plunk then returns it to DRAFT).
 PLUNK_CANCEL_SHAPES = ("draft", "kept", "deleted")
 
 
@@ -652,6 +652,14 @@ class Driver:
         )
         if self.has_pause:
             conn.execute("SELECT plunk_sql.pause_campaign(%s)", (self.campaign,))
+        # "draft" is cancelled before any worker runs: Plunk returns a campaign to DRAFT only
+        # when none of its emails was stamped sent, and deletes the unstamped ones, so one
+        # cancelled while a worker had handed mail to SMTP but not yet stamped it would be
+        # mailed again by its restart (a CI run saw 196 such messages when the first tick
+        # came after the opening faults).
+        if self.cancel_pending and self.cancel_pending[0][1] == "draft":
+            target, shape = self.cancel_pending.pop(0)
+            self.plunk_cancel(conn, target, shape)
         for _ in range(self.n_workers):
             self.spawn()
         if self.has_pause:
