@@ -281,6 +281,29 @@ CREATE CONSTRAINT TRIGGER slot_events_settled
     FOR EACH ROW
     EXECUTE FUNCTION plunk_sql._run_slots_settled();
 
+-- Trigger: a run's slots go with its campaign_runs row (retired, Plunk's
+-- campaign deleted, guard mode ending). A trigger, not a foreign key: the key
+-- cost every batched settle one referential check per email (migration 0012).
+--   No errors. Locks: the run's slot rows.
+CREATE OR REPLACE FUNCTION plunk_sql._run_deleted()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM plunk_sql.run_slots AS s WHERE s.campaign_id = OLD.campaign_id;
+    RETURN NULL;
+END
+$$;
+
+COMMENT ON FUNCTION plunk_sql._run_deleted() IS
+    'Row trigger on plunk_sql.campaign_runs DELETE: deletes the run''s counter slots. Internal.';
+
+CREATE OR REPLACE TRIGGER campaign_runs_deleted
+    AFTER DELETE ON plunk_sql.campaign_runs
+    FOR EACH ROW
+    EXECUTE FUNCTION plunk_sql._run_deleted();
+
 -- plunk_sql.count_moves(campaign_id, from_slots, to_slots, outcomes): count a set of recipient moves, element i being one recipient
 -- that counted in slot from_slots[i] and now counts in to_slots[i] (a claim
 -- taking it from the pool: from 0, to the claim's slot), outcomes[i] NULL when

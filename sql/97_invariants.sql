@@ -11,7 +11,8 @@
 --   counters_differ_from_recount    the run's counters (sums of its slots, and each slot's
 --                                   open: the pool's minus what claims took) equal a recount
 --                                   of the snapshot rows; no slot holds
---                                   more than 31 unsynced; "sentCount" = sent - unsynced while
+--                                   more than 31 unsynced, a counter below 0 or
+--                                   more unsynced than sent; "sentCount" = sent - unsynced while
 --                                   something is open, = sent once nothing is (toolkit runs)
 --   settled_but_sending             a campaign whose every recipient settled is not SENDING
 --   sent_with_open_recipients       a SENT campaign has no open recipient
@@ -117,7 +118,12 @@ BEGIN
                                        GROUP BY r.slot) AS o ON o.slot = s.slot
                             WHERE s.campaign_id = p_campaign_id
                               AND (s.open - CASE WHEN s.slot = 0 THEN v_n_taken ELSE 0 END <> coalesce(o.n, 0)
-                                   OR (v_run.kind = 'toolkit' AND v_n.open > 0 AND s.unsynced > 31)))
+                                   OR (v_run.kind = 'toolkit' AND v_n.open > 0 AND s.unsynced > 31)
+                                   -- no counter below 0, no more unsynced than sent (checked
+                                   -- here, not by constraints: migration 0012)
+                                   OR LEAST(s.open, s.sent, s.failed, s.skipped, s.taken, s.unsynced) < 0
+                                   OR s.unsynced > s.sent
+                                   OR s.slot NOT BETWEEN 0 AND plunk_sql.claim_slots()))
                         -- "sentCount": sent - unsynced while open, sent once settled (guard: Plunk's)
                         OR (v_run.kind = 'toolkit'
                             AND v_campaign.status::text NOT IN ('DRAFT', 'SCHEDULED')

@@ -108,6 +108,40 @@ def test_recipient_columns__no_check_constraint_on_the_settle_path(conn):
     assert rows == []
 
 
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        # the sums still equal the recount: only a per-slot rule can see these
+        "sent = sent - 1 WHERE slot = 0 OR slot = 1; UPDATE plunk_sql.run_slots SET sent = sent + 2"
+        " WHERE slot = 2",
+        "unsynced = sent + 1 WHERE slot = 3",
+        "taken = -1 WHERE slot = 4; UPDATE plunk_sql.run_slots SET taken = taken + 1 WHERE slot = 5",
+    ],
+)
+def test_counter_slots__a_slot_that_breaks_a_counter_rule_is_reported(conn, plunk, tamper):
+    # Checked, not enforced (migration 0012 dropped run_slots' CHECK constraints: about
+    # 10 us per settle).
+    _, cid, _ = started_campaign(plunk, 3)
+    assert _violations(conn, cid) == {}
+    conn.execute(f"UPDATE plunk_sql.run_slots SET {tamper}")
+    assert "counters_differ_from_recount" in _violations(conn, cid)
+
+
+def test_counter_slots__no_constraint_on_the_settle_path_and_they_go_with_their_run(conn, plunk):
+    rows = conn.execute(
+        "SELECT conname FROM pg_constraint WHERE conrelid = 'plunk_sql.run_slots'::regclass"
+        " AND contype IN ('c', 'f')"
+    ).fetchall()
+    assert rows == []
+    _, cid, _ = started_campaign(plunk, 3)
+    _, other, _ = started_campaign(plunk, 3)
+    slots = "SELECT count(*) FROM plunk_sql.run_slots WHERE campaign_id = %s"
+    assert conn.execute(slots, (cid,)).fetchone()[0] == 33
+    conn.execute("DELETE FROM public.campaigns WHERE id = %s", (cid,))  # Plunk's delete
+    assert conn.execute(slots, (cid,)).fetchone()[0] == 0
+    assert conn.execute(slots, (other,)).fetchone()[0] == 33
+
+
 def _violations(conn, cid: str) -> dict[str, int]:
     return {
         name: n
