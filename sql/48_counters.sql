@@ -32,13 +32,10 @@
 -- claim) or its unsynced reach 32, and only while committing.
 --
 -- "sentCount". A settle adds to its slot's unsynced; the one that brings it to
--- 32 adds them to "sentCount" (an increment on the campaigns row, at commit)
--- if that row is free: below 64 the fold never waits, so a fold does not
--- queue behind another transaction committing its own fold or end-game; the
--- slot's settles try again at 64, and from 64 the fold waits for the row. So
--- during a send "sentCount" = sent - sum(unsynced): it trails the recount by
--- at most 63 per slot, 33 x 63 = 2,079 at worst, and equals it once nothing
--- is open (the end-game writes the recount) and after cancel_campaign.
+-- 32 adds the 32 to "sentCount" (an increment on the campaigns row). So during
+-- a send "sentCount" = sent - sum(unsynced): it trails the recount by at most
+-- 31 per slot, 33 x 31 = 1,023 at worst, and equals it once nothing is open
+-- (the end-game writes the recount) and after cancel_campaign.
 --
 -- Lock order, everywhere: recipients rows, then run_slots rows in descending
 -- slot order (the pool, slot 0, last), then the campaigns row, then the
@@ -207,10 +204,9 @@ BEGIN
     WHERE s.campaign_id = p_campaign_id
       AND s.slot = p_slot
     RETURNING s.open, s.unsynced INTO v_open, v_unsynced;
-    -- Once per transaction and cause: unsynced crossing 32 or 64 here, not each time above.
+    -- Once per transaction and cause: unsynced crossing 32 here, not each time above it.
     IF (p_sent + p_failed + p_skipped > 0 AND (p_slot = 0 OR v_open = 0))
-       OR (v_unsynced >= 32 AND v_unsynced - p_sent < 32)
-       OR (v_unsynced >= 64 AND v_unsynced - p_sent < 64) THEN
+       OR (v_unsynced >= 32 AND v_unsynced - p_sent < 32) THEN
         INSERT INTO plunk_sql.slot_events (campaign_id, slot) VALUES (p_campaign_id, p_slot);
     END IF;
 END
@@ -220,19 +216,16 @@ COMMENT ON FUNCTION plunk_sql._count(text, smallint, integer, integer, integer, 
     'Add to one counter slot; queue its end-game / "sentCount" step for commit when due. Internal.';
 
 -- Trigger (deferred, at commit), on plunk_sql.slot_events: a slot a settle
--- drained, a settle in the pool, or a slot whose unsynced reached 32 or 64.
+-- drained, a settle in the pool, or a slot whose unsynced reached 32.
 -- Re-reads the slot as it is now: drained (slots 1..32: open = 0; the pool:
 -- open - sum(taken) = 0) -> the end-game; then, unless nothing is open,
--- unsynced >= 32 -> added to "sentCount" (toolkit runs) and zeroed: at once
--- when the campaigns row is free or unsynced reached 64, else left to the
--- slot's next settles. Deletes the
+-- unsynced >= 32 -> added to "sentCount" (toolkit runs) and zeroed. Deletes the
 -- event row. Deferred so that it runs after every row lock the transaction
 -- takes: the campaigns row is then never held while a slot row is waited for.
 -- (A trigger on run_slots itself would cost every settle 15-20 us, even with a
 -- WHEN clause that is false.)
 --   No errors of its own.
--- Locks: as _finish_if_settled; the campaigns row for "sentCount" (SKIP LOCKED
--- below 64 unsynced).
+-- Locks: as _finish_if_settled; the campaigns row for "sentCount".
 CREATE OR REPLACE FUNCTION plunk_sql._run_slots_settled()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -263,14 +256,6 @@ BEGIN
     IF v_unsynced >= 32
        AND EXISTS (SELECT 1 FROM plunk_sql.campaign_runs AS r
                    WHERE r.campaign_id = NEW.campaign_id AND r.kind = 'toolkit') THEN
-        IF v_unsynced < 64 THEN
-            -- Not waiting below 64: another transaction holding the row (its fold or
-            -- end-game, while it commits) leaves this fold to the slot's next settles.
-            PERFORM 1 FROM public.campaigns AS c WHERE c.id = NEW.campaign_id FOR NO KEY UPDATE SKIP LOCKED;
-            IF NOT FOUND THEN
-                RETURN NULL;
-            END IF;
-        END IF;
         UPDATE plunk_sql.run_slots AS s
         SET unsynced = s.unsynced - v_unsynced
         WHERE s.campaign_id = NEW.campaign_id

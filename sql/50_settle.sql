@@ -317,7 +317,7 @@ BEGIN
     -- One statement: the recipient (locked first), then its slot's counters
     -- (plunk_sql._count inlined, one statement and no PL/pgSQL call less per
     -- email; keep the two in step: the same counters, and an event for the
-    -- pool, a drained slot, or unsynced reaching 32 or 64).
+    -- pool, a drained slot, or unsynced reaching 32).
     WITH settled AS (
         UPDATE plunk_sql.recipients AS r
         SET state = CASE WHEN v_failed THEN 'failed'::plunk_sql.recipient_state
@@ -339,7 +339,7 @@ BEGIN
     WHERE s.campaign_id = NEW."campaignId"
       AND s.slot = (SELECT settled.slot FROM settled)
     RETURNING s.slot, s.open, s.unsynced INTO v_slot, v_open, v_unsynced;
-    IF FOUND AND (v_slot = 0 OR v_open = 0 OR v_unsynced = 32 OR v_unsynced = 64) THEN  -- =: once per transaction
+    IF FOUND AND (v_slot = 0 OR v_open = 0 OR v_unsynced = 32) THEN  -- = 32: once per transaction
         INSERT INTO plunk_sql.slot_events (campaign_id, slot) VALUES (NEW."campaignId", v_slot);
     END IF;
     RETURN NULL;

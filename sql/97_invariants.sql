@@ -11,7 +11,7 @@
 --   counters_differ_from_recount    the run's counters (sums of its slots, and each slot's
 --                                   open: the pool's minus what claims took) equal a recount
 --                                   of the snapshot rows; no slot holds
---                                   more than 63 unsynced, a counter below 0 or
+--                                   more than 31 unsynced, a counter below 0 or
 --                                   more unsynced than sent; "sentCount" = sent - unsynced while
 --                                   something is open, = sent once nothing is (toolkit runs)
 --   settled_but_sending             a campaign whose every recipient settled is not SENDING
@@ -107,7 +107,7 @@ BEGIN
     violations := (v_run.campaign_id IS NOT NULL
                    AND (v_n.sent <> v_sent OR v_n.failed <> v_failed
                         OR v_n.skipped <> v_skipped OR v_n.open <> v_open
-                        -- per slot: open = its unsettled recipients, at most 63 unsynced
+                        -- per slot: open = its unsettled recipients, at most 31 unsynced
                         OR EXISTS (
                             SELECT 1
                             FROM plunk_sql.run_slots AS s
@@ -118,7 +118,7 @@ BEGIN
                                        GROUP BY r.slot) AS o ON o.slot = s.slot
                             WHERE s.campaign_id = p_campaign_id
                               AND (s.open - CASE WHEN s.slot = 0 THEN v_n_taken ELSE 0 END <> coalesce(o.n, 0)
-                                   OR (v_run.kind = 'toolkit' AND v_n.open > 0 AND s.unsynced > 63)
+                                   OR (v_run.kind = 'toolkit' AND v_n.open > 0 AND s.unsynced > 31)
                                    -- no counter below 0, no more unsynced than sent (checked
                                    -- here, not by constraints: migration 0012)
                                    OR LEAST(s.open, s.sent, s.failed, s.skipped, s.taken, s.unsynced) < 0
