@@ -70,10 +70,9 @@ COMMENT ON FUNCTION plunk_sql.notify_finished(text) IS
 -- Locks: the recipient row it links (a concurrent second email for the same
 -- recipient waits, then finds it linked and is refused); counters only for an
 -- email inserted already final.
--- Cost per campaign email: one UPDATE by key joined to its campaign_runs and
--- campaigns rows (the claim holder's email, the common case); every other
--- case then probes them one by one, and an unclaimed email adds the re-check
--- (contacts, suppression rules when the table exists).
+-- Cost per campaign email: probes of campaign_runs and campaigns, one UPDATE
+-- by key; an unclaimed email adds the re-check (contacts, suppression rules
+-- when the table exists).
 CREATE OR REPLACE FUNCTION plunk_sql.emails_after_insert()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -89,45 +88,6 @@ DECLARE
     v_why text;
     v_rule record;
 BEGIN
-    v_outcome := CASE
-        WHEN NEW.status::text IN ('PENDING', 'SENDING') THEN NULL
-        WHEN NEW.status::text IN ('FAILED', 'SUPPRESSED') THEN 'failed'::plunk_sql.recipient_state
-        ELSE 'sent'::plunk_sql.recipient_state
-    END;
-    v_reason := CASE WHEN v_outcome = 'failed' THEN coalesce(NEW.error, 'email ' || NEW.status::text) END;
-
-    -- The common case in one statement: the claim holder's email for a SENDING
-    -- toolkit campaign of its project (guard mode: any email of a pending
-    -- recipient; Plunk never claims and its own audience query was its consent
-    -- check). It links the recipient, and nothing else needs checking. Every
-    -- other case (a refusal, an unclaimed email, a guard late joiner) matches
-    -- nothing here and takes the path below, which checks it step by step.
-    UPDATE plunk_sql.recipients AS r
-    SET state = coalesce(v_outcome, 'in_flight'),
-        email_id = NEW.id,
-        lease_expires_at = NULL,
-        in_flight_at = pg_catalog.now(),
-        settled_at = CASE WHEN v_outcome IS NOT NULL THEN pg_catalog.now() END,
-        reason = v_reason
-    FROM plunk_sql.campaign_runs AS cr, public.campaigns AS c
-    WHERE cr.campaign_id = NEW."campaignId"
-      AND c.id = NEW."campaignId"
-      AND r.campaign_id = NEW."campaignId"
-      AND r.contact_id = NEW."contactId"
-      AND r.state IN ('pending', 'claimed')  -- proves recipients_open_key's predicate
-      AND CASE WHEN cr.kind = 'toolkit'
-               THEN r.state = 'claimed' AND cr.project_id = NEW."projectId" AND c.status::text = 'SENDING'
-               ELSE cr.kind = 'guard' END
-    RETURNING r.slot INTO v_slot;
-    IF FOUND THEN
-        IF v_outcome IS NOT NULL THEN
-            -- Inserted already final (rare: imports, tests): settled at once.
-            PERFORM plunk_sql._count(NEW."campaignId", v_slot, -1, 0, (v_outcome = 'sent')::integer,
-                                     (v_outcome = 'failed')::integer, 0);
-        END IF;
-        RETURN NULL;
-    END IF;
-
     SELECT r.kind, r.project_id, r.paused_at, r.transactional INTO v_run
     FROM plunk_sql.campaign_runs AS r
     WHERE r.campaign_id = NEW."campaignId";
@@ -170,6 +130,13 @@ BEGIN
                 HINT = 'A worker holding a claim of a cancelled campaign drops it; see plunk_sql.campaign_progress.';
         END IF;
     END IF;
+
+    v_outcome := CASE
+        WHEN NEW.status::text IN ('PENDING', 'SENDING') THEN NULL
+        WHEN NEW.status::text IN ('FAILED', 'SUPPRESSED') THEN 'failed'::plunk_sql.recipient_state
+        ELSE 'sent'::plunk_sql.recipient_state
+    END;
+    v_reason := CASE WHEN v_outcome = 'failed' THEN coalesce(NEW.error, 'email ' || NEW.status::text) END;
 
     -- The claim holder's email: the claim re-checked consent already.
     -- Guard mode: Plunk never claims, so a guard run links its pending
@@ -314,33 +281,33 @@ DECLARE
     v_open integer;
     v_unsynced integer;
 BEGIN
-    -- One statement: the recipient (locked first), then its slot's counters
-    -- (plunk_sql._count inlined, one statement and no PL/pgSQL call less per
-    -- email; keep the two in step: the same counters, and an event for the
-    -- pool, a drained slot, or unsynced reaching 32).
-    WITH settled AS (
-        UPDATE plunk_sql.recipients AS r
-        SET state = CASE WHEN v_failed THEN 'failed'::plunk_sql.recipient_state
-                         ELSE 'sent'::plunk_sql.recipient_state END,
-            settled_at = pg_catalog.now(),
-            reason = CASE WHEN v_failed THEN coalesce(NEW.error, 'email ' || NEW.status::text) END
-        WHERE r.campaign_id = NEW."campaignId"
-          AND r.contact_id = NEW."contactId"
-          AND r.state = 'in_flight'
-          AND r.email_id = NEW.id
-        RETURNING r.slot
-    )
-    UPDATE plunk_sql.run_slots AS s
-    SET open = s.open - 1,
-        sent = s.sent + (NOT v_failed)::integer,
-        failed = s.failed + v_failed::integer,
-        unsynced = s.unsynced + (NOT v_failed)::integer,
-        progressed_at = pg_catalog.now()
-    WHERE s.campaign_id = NEW."campaignId"
-      AND s.slot = (SELECT settled.slot FROM settled)
-    RETURNING s.slot, s.open, s.unsynced INTO v_slot, v_open, v_unsynced;
-    IF FOUND AND (v_slot = 0 OR v_open = 0 OR v_unsynced = 32) THEN  -- = 32: once per transaction
-        INSERT INTO plunk_sql.slot_events (campaign_id, slot) VALUES (NEW."campaignId", v_slot);
+    UPDATE plunk_sql.recipients AS r
+    SET state = CASE WHEN v_failed THEN 'failed'::plunk_sql.recipient_state
+                     ELSE 'sent'::plunk_sql.recipient_state END,
+        settled_at = pg_catalog.now(),
+        reason = CASE WHEN v_failed THEN coalesce(NEW.error, 'email ' || NEW.status::text) END
+    WHERE r.campaign_id = NEW."campaignId"
+      AND r.contact_id = NEW."contactId"
+      AND r.state = 'in_flight'
+      AND r.email_id = NEW.id
+    RETURNING r.slot INTO v_slot;
+    IF FOUND THEN
+        -- plunk_sql._count inlined: the hot path, one PL/pgSQL call (with its
+        -- search_path switch) less per email; the saving was not measured on
+        -- its own. Keep the two in step: the same counters, and an event for
+        -- the pool, a drained slot, or unsynced reaching 32.
+        UPDATE plunk_sql.run_slots AS s
+        SET open = s.open - 1,
+            sent = s.sent + (NOT v_failed)::integer,
+            failed = s.failed + v_failed::integer,
+            unsynced = s.unsynced + (NOT v_failed)::integer,
+            progressed_at = pg_catalog.now()
+        WHERE s.campaign_id = NEW."campaignId"
+          AND s.slot = v_slot
+        RETURNING s.open, s.unsynced INTO v_open, v_unsynced;
+        IF v_slot = 0 OR v_open = 0 OR v_unsynced = 32 THEN  -- = 32: once per transaction
+            INSERT INTO plunk_sql.slot_events (campaign_id, slot) VALUES (NEW."campaignId", v_slot);
+        END IF;
     END IF;
     RETURN NULL;
 END
